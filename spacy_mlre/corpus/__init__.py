@@ -1,0 +1,1 @@
+"""Converters from the field's data formats to DocBin, and spaCy corpus readers."""
