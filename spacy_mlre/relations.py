@@ -110,6 +110,12 @@ def set_relations(doc: Doc, relations: Iterable[RelationLike]) -> None:
     doc.user_data[RELATIONS_KEY] = rows
 
 
+def set_relation_rows(doc: Doc, rows: List[List[Any]]) -> None:
+    """Store rows built by a pipe directly: the fast path for predictions,
+    which come from distinct candidate pairs and need no validation."""
+    doc.user_data[RELATIONS_KEY] = sorted(rows, key=_row_sort_key)
+
+
 def get_relation_rows(doc: Doc) -> List[List[Any]]:
     """The stored rows (plain data), for code that needs no Span objects."""
     return doc.user_data.get(RELATIONS_KEY, [])

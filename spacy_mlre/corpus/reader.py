@@ -1,0 +1,87 @@
+"""`spacy_mlre.Corpus.v1`: DocBins as training / evaluation examples.
+
+spaCy's own `spacy.Corpus.v1` gives the pipeline raw text, so a relation
+extractor without an NER upstream would see no entities at evaluation time.
+This reader gives the predicted side the gold entities (doc.ents and span
+groups), sentence starts and language, but never the gold relations; set
+`gold_ents = false` to evaluate with the entities of an upstream NER instead.
+"""
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, List, Optional, Union
+
+from spacy.language import Language
+from spacy.tokens import Doc, DocBin, Span
+from spacy.training import Example
+from spacy.util import registry
+
+from ..language import DOC_ID_KEY, LANG_KEY
+
+
+@registry.readers("spacy_mlre.Corpus.v1")
+def create_relation_corpus_reader(
+    path: Optional[Union[str, Path]],
+    gold_ents: bool = True,
+    limit: int = 0,
+    max_length: int = 0,
+    langs: Optional[List[str]] = None,
+) -> Callable[[Language], Iterable[Example]]:
+    """path: a .spacy file or a folder of them (searched recursively).
+    gold_ents: copy gold entities, span groups and sentence starts to the input.
+    limit: stop after this many examples (0: all).
+    max_length: skip docs longer than this many tokens (0: keep all).
+    langs: keep only docs whose language code is listed (None: all).
+    """
+    if path is None:
+        raise ValueError("The relation corpus reader needs a path: set [paths.train] / [paths.dev] or pass --paths.train.")
+    return RelationCorpus(Path(path), gold_ents=gold_ents, limit=limit, max_length=max_length, langs=langs)
+
+
+class RelationCorpus:
+    def __init__(self, path: Path, *, gold_ents: bool = True, limit: int = 0, max_length: int = 0, langs: Optional[List[str]] = None) -> None:
+        if not path.exists():
+            raise ValueError(f"Relation corpus not found: {path}")
+        self.path = path
+        self.gold_ents = gold_ents
+        self.limit = limit
+        self.max_length = max_length
+        self.langs = set(langs) if langs else None
+
+    def _files(self) -> List[Path]:
+        if self.path.is_file():
+            return [self.path]
+        files = sorted(self.path.rglob("*.spacy"))
+        if not files:
+            raise ValueError(f"No .spacy files under {self.path}")
+        return files
+
+    def __call__(self, nlp: Language) -> Iterator[Example]:
+        count = 0
+        for path in self._files():
+            for reference in DocBin().from_disk(path).get_docs(nlp.vocab):
+                if self.max_length and len(reference) > self.max_length:
+                    continue
+                if self.langs is not None and reference.user_data.get(LANG_KEY) not in self.langs:
+                    continue
+                yield Example(make_input_doc(reference, gold_ents=self.gold_ents), reference)
+                count += 1
+                if self.limit and count >= self.limit:
+                    return
+
+
+def make_input_doc(reference: Doc, *, gold_ents: bool = True) -> Doc:
+    """A fresh doc with the reference's tokens, language and id, plus (with
+    gold_ents) its entities, span groups and sentence starts; no relations."""
+    words = [t.text for t in reference]
+    spaces = [bool(t.whitespace_) for t in reference]
+    sent_starts = None
+    if gold_ents and reference.has_annotation("SENT_START"):
+        sent_starts = [bool(t.is_sent_start) for t in reference]
+    doc = Doc(reference.vocab, words=words, spaces=spaces, sent_starts=sent_starts)
+    for key in (LANG_KEY, DOC_ID_KEY):
+        if key in reference.user_data:
+            doc.user_data[key] = reference.user_data[key]
+    if gold_ents:
+        doc.ents = [Span(doc, e.start, e.end, label=e.label, kb_id=e.kb_id) for e in reference.ents]
+        for name, group in reference.spans.items():
+            doc.spans[name] = [Span(doc, s.start, s.end, label=s.label, kb_id=s.kb_id) for s in group]
+    return doc

@@ -1,0 +1,149 @@
+"""spacy_mlre.PairClassifier.v1: the pooled head/tail baseline.
+
+encoder -> pooled head span, pooled tail span (+ entity-type embeddings)
+(+ mean of the tokens between them) -> hidden layer -> one logit per label.
+Each entity is pooled once per batch and gathered into its pairs, so all
+pairs of a batch share one encoder pass and one classifier call.
+"""
+from typing import Callable, List, Optional, Tuple
+
+from spacy.tokens import Doc
+from spacy.util import registry
+from thinc.api import HashEmbed, Linear, Maxout, Model, chain, glorot_uniform_init
+from thinc.types import Floats2d
+
+from ...pipeline.candidates import Candidates
+from ..layers.spans import gather_rows, mean_between, span_pooler
+
+RelInputs = Tuple[List[Doc], Candidates]
+
+
+@registry.architectures("spacy_mlre.PairClassifier.v1")
+def build_pair_classifier(
+    tok2vec: Model[List[Doc], List[Floats2d]],
+    pooling: str = "mean",
+    entity_type_width: int = 16,
+    context: bool = True,
+    hidden_width: int = 128,
+    dropout: float = 0.1,
+    nO: Optional[int] = None,
+) -> Model[RelInputs, Floats2d]:
+    """Score every candidate pair for every label (logits).
+
+    tok2vec: the encoder (own Tok2Vec, a tok2vec or transformer listener).
+    pooling: how an entity's token vectors become one vector: mean, max or first.
+    entity_type_width: width of the entity-label embedding of head and tail
+        (0 switches it off; labels are hashed, so unseen types need no table).
+    context: add the mean of the tokens between the two entities.
+    hidden_width, dropout: the hidden Maxout layer before the output.
+    nO: number of outputs, normally inferred from the pipe's labels.
+    """
+    pooler = span_pooler(pooling)
+    layers = [tok2vec, pooler]
+    refs = {"tok2vec": tok2vec, "pooler": pooler}
+    if entity_type_width:
+        type_embed = HashEmbed(nO=entity_type_width, nV=256, seed=17)
+        layers.append(type_embed)
+        refs["type_embed"] = type_embed
+    if context:
+        between = mean_between()
+        layers.append(between)
+        refs["between"] = between
+    output_layer = Linear(nO=nO, init_W=glorot_uniform_init)
+    classifier = chain(Maxout(nO=hidden_width, nP=3, dropout=dropout, normalize=True), output_layer)
+    layers.extend([classifier, gather_rows()])
+    refs.update({"classifier": classifier, "output_layer": output_layer})
+    return Model(
+        "pair_classifier",
+        _forward,
+        init=_init,
+        layers=layers,
+        refs=refs,
+        dims={"nO": nO},
+        attrs={"type_width": entity_type_width, "context": context},
+    )
+
+
+def _features_width(model: Model, token_width: int) -> int:
+    width = 2 * token_width + 2 * model.attrs["type_width"]
+    return width + token_width if model.attrs["context"] else width
+
+
+def _init(model: Model, X: Optional[RelInputs] = None, Y: Optional[Floats2d] = None) -> None:
+    tok2vec = model.get_ref("tok2vec")
+    docs = X[0] if X is not None else None
+    tok2vec.initialize(X=docs)
+    if tok2vec.has_dim("nO") and tok2vec.get_dim("nO"):
+        token_width = tok2vec.get_dim("nO")
+    elif docs:
+        token_width = tok2vec.predict(docs)[0].shape[1]
+    else:
+        raise ValueError("PairClassifier needs sample docs to infer the encoder's width.")
+    if model.has_ref("type_embed"):
+        model.get_ref("type_embed").initialize()
+    if Y is not None:
+        model.set_dim("nO", Y.shape[1], force=True)
+    classifier = model.get_ref("classifier")
+    n_out = model.get_dim("nO")
+    sample_X = model.ops.alloc2f(2, _features_width(model, token_width))
+    sample_Y = model.ops.alloc2f(2, n_out) if n_out else None
+    classifier.initialize(X=sample_X, Y=sample_Y)
+
+
+def _forward(model: Model, inputs: RelInputs, is_train: bool) -> Tuple[Floats2d, Callable]:
+    docs, cands = inputs
+    ops = model.ops
+    tok2vec, pooler = model.get_ref("tok2vec"), model.get_ref("pooler")
+    classifier = model.get_ref("classifier")
+    gather = model.layers[-1]
+
+    tokvecs, bp_tokvecs = tok2vec(docs, is_train)
+    lengths = [len(doc) for doc in docs]
+    X = ops.flatten(tokvecs)
+    token_width = X.shape[1]
+    ent_spans = ops.asarray(cands.global_spans(lengths), dtype="int64")
+    ents, bp_ents = pooler((X, ent_spans), is_train)
+    heads = ops.asarray1i(cands.pairs[:, 0])
+    tails = ops.asarray1i(cands.pairs[:, 1])
+    both = ops.xp.concatenate([heads, tails])
+    ent_pairs, bp_gather = gather((ents, both), is_train)
+    n_pairs = heads.shape[0]
+    parts = [ent_pairs[:n_pairs], ent_pairs[n_pairs:]]
+    callbacks = []
+    if model.has_ref("type_embed"):
+        types, bp_types = model.get_ref("type_embed")(ops.asarray(cands.labels, dtype="uint64"), is_train)
+        parts.extend([types[heads], types[tails]])
+        callbacks.append(("types", bp_types, types.shape))
+    if model.has_ref("between"):
+        g = ent_spans
+        between_spans = ops.xp.stack(
+            [ops.xp.minimum(g[cands.pairs[:, 0], 1], g[cands.pairs[:, 1], 1]),
+             ops.xp.maximum(g[cands.pairs[:, 0], 0], g[cands.pairs[:, 1], 0])], axis=1
+        )
+        ctx, bp_ctx = model.get_ref("between")((X, between_spans), is_train)
+        parts.append(ctx)
+    features = ops.xp.concatenate(parts, axis=1) if n_pairs else ops.alloc2f(0, _features_width(model, token_width))
+    scores, bp_scores = classifier(features, is_train)
+
+    def backprop(d_scores: Floats2d) -> RelInputs:
+        d_features = bp_scores(d_scores)
+        w = token_width
+        d_ent_pairs = ops.xp.concatenate([d_features[:, :w], d_features[:, w : 2 * w]])
+        col = 2 * w
+        d_ents, _ = bp_gather(d_ent_pairs)
+        dX, _ = bp_ents(d_ents)
+        if model.has_ref("type_embed"):
+            tw = model.attrs["type_width"]
+            _, bp_types_, shape = callbacks[0]
+            d_types = ops.alloc2f(*shape)
+            ops.scatter_add(d_types, heads, d_features[:, col : col + tw])
+            ops.scatter_add(d_types, tails, d_features[:, col + tw : col + 2 * tw])
+            bp_types_(d_types)
+            col += 2 * tw
+        if model.has_ref("between"):
+            d_ctx_X, _ = bp_ctx(ops.xp.ascontiguousarray(d_features[:, col : col + w]))
+            dX = dX + d_ctx_X
+        bp_tokvecs(ops.unflatten(dX, ops.asarray1i(lengths)))
+        return inputs
+
+    return scores, backprop
