@@ -31,22 +31,32 @@ def create_relation_corpus_reader(
     max_length: skip docs longer than this many tokens (0: keep all).
     langs: keep only docs whose language code is listed (None: all).
     """
-    if path is None:
-        raise ValueError("The relation corpus reader needs a path: set [paths.train] / [paths.dev] or pass --paths.train.")
-    return RelationCorpus(Path(path), gold_ents=gold_ents, limit=limit, max_length=max_length, langs=langs)
+    return RelationCorpus(path, gold_ents=gold_ents, limit=limit, max_length=max_length, langs=langs)
 
 
 class RelationCorpus:
-    def __init__(self, path: Path, *, gold_ents: bool = True, limit: int = 0, max_length: int = 0, langs: Optional[List[str]] = None) -> None:
-        if not path.exists():
-            raise ValueError(f"Relation corpus not found: {path}")
-        self.path = path
+    def __init__(
+        self,
+        path: Optional[Union[str, Path]],
+        *,
+        gold_ents: bool = True,
+        limit: int = 0,
+        max_length: int = 0,
+        langs: Optional[List[str]] = None,
+    ) -> None:
+        self.path = Path(path) if path is not None else None
         self.gold_ents = gold_ents
         self.limit = limit
         self.max_length = max_length
         self.langs = set(langs) if langs else None
 
     def _files(self) -> List[Path]:
+        # checked when read, not when built: `spacy debug config` resolves
+        # readers before any paths are given
+        if self.path is None:
+            raise ValueError("The relation corpus reader needs a path: set [paths.train] / [paths.dev] or pass --paths.train.")
+        if not self.path.exists():
+            raise ValueError(f"Relation corpus not found: {self.path}")
         if self.path.is_file():
             return [self.path]
         files = sorted(self.path.rglob("*.spacy"))
