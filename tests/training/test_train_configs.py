@@ -1,0 +1,106 @@
+"""The shipped configs train with spaCy's own CLI, and trained pipelines load
+in a process that never imports spacy_mlre (entry points do the work)."""
+import json
+import subprocess
+import sys
+
+import pytest
+import spacy
+from spacy.tokens import DocBin
+
+from conftest import ROOT
+
+CONFIGS = ROOT / "configs"
+
+
+@pytest.fixture(scope="module")
+def tiny_corpus(tmp_path_factory, request):
+    from conftest import make_doc
+
+    nlp = spacy.blank("xx")
+    path = tmp_path_factory.mktemp("corpus")
+    people = ["Alice", "Bob", "Dieter", "Zofia", "Émile"]
+    orgs = ["Acme", "Siemens", "Orlen", "Renault"]
+    for split, n in (("train", 30), ("dev", 8)):
+        docs = []
+        for i in range(n):
+            p, o = people[i % len(people)], orgs[i % len(orgs)]
+            if i % 2:
+                text = f"{p} works for {o} ."
+                ents = [(0, len(p), "PER"), (len(p) + 11, len(p) + 11 + len(o), "ORG")]
+                rels = [(0, 1, "works_for"), (1, 0, "employs")]
+            else:
+                text = f"{o} hired {p} ."
+                ents = [(0, len(o), "ORG"), (len(o) + 7, len(o) + 7 + len(p), "PER")]
+                rels = [(1, 0, "works_for"), (0, 1, "employs")]
+            docs.append(make_doc(nlp, text, ents, rels, ["en", "de", "pl"][i % 3]))
+        DocBin(store_user_data=True, docs=docs).to_disk(path / f"{split}.spacy")
+    return path
+
+
+def _train(config, corpus, out, *overrides):
+    cmd = [sys.executable, "-m", "spacy", "train", str(CONFIGS / config), "--output", str(out),
+           "--paths.train", str(corpus / "train.spacy"), "--paths.dev", str(corpus / "dev.spacy"), *overrides]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+LOAD_SCRIPT = """
+import json, sys
+import spacy
+from spacy.tokens import Span
+assert "spacy_mlre" not in sys.modules
+nlp = spacy.load(sys.argv[1])
+doc = nlp.make_doc("Zofia works for Acme .")
+doc.ents = [Span(doc, 0, 1, "PER"), Span(doc, 3, 4, "ORG")]
+doc = nlp(doc)
+print(json.dumps([[r.head.text, r.label, r.tail.text] for r in doc._.relations]))
+"""
+
+
+def test_spacy_train_pair_tok2vec_and_load_without_import(tiny_corpus, tmp_path):
+    result = _train("pair_tok2vec.cfg", tiny_corpus, tmp_path / "out",
+                    "--training.max_steps", "60", "--training.eval_frequency", "20")
+    assert "REL_MICRO_F" in result.stdout
+    meta = json.loads((tmp_path / "out" / "model-best" / "meta.json").read_text())
+    assert meta["performance"]["rel_micro_f"] > 0.9
+    load = subprocess.run([sys.executable, "-c", LOAD_SCRIPT, str(tmp_path / "out" / "model-best")],
+                          capture_output=True, text=True)
+    assert load.returncode == 0, load.stderr[-3000:]
+    assert sorted(map(tuple, json.loads(load.stdout))) == [("Acme", "employs", "Zofia"), ("Zofia", "works_for", "Acme")]
+
+
+def test_spacy_evaluate_with_entities_from_upstream(tiny_corpus, tmp_path):
+    """`spacy evaluate` gives the pipeline raw text: the relation extractor then
+    works on the entities an upstream component predicts (here an entity_ruler)."""
+    _train("pair_tok2vec.cfg", tiny_corpus, tmp_path / "out", "--training.max_steps", "60", "--training.eval_frequency", "20")
+    nlp = spacy.load(tmp_path / "out" / "model-best")
+    ruler = nlp.add_pipe("entity_ruler", before="relation_extractor")
+    ruler.add_patterns([{"label": "PER", "pattern": p} for p in ["Alice", "Bob", "Dieter", "Zofia", "Émile"]]
+                       + [{"label": "ORG", "pattern": o} for o in ["Acme", "Siemens", "Orlen", "Renault"]])
+    nlp.to_disk(tmp_path / "with-ruler")
+    metrics = tmp_path / "metrics.json"
+    cmd = [sys.executable, "-m", "spacy", "evaluate", str(tmp_path / "with-ruler"),
+           str(tiny_corpus / "dev.spacy"), "--output", str(metrics)]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    scores = json.loads(metrics.read_text())
+    assert scores["ents_f"] == 1.0
+    assert scores["rel_micro_f"] > 0.9
+    assert set(scores["rel_f_per_lang"]) == {"en", "de", "pl"}
+
+
+def test_pair_classifier_with_tiny_bert(tiny_corpus, tiny_bert, tmp_path):
+    _train("pair_trf.cfg", tiny_corpus, tmp_path / "out",
+           "--paths.transformer", str(tiny_bert), "--training.max_steps", "40", "--training.eval_frequency", "20",
+           "--training.optimizer.learn_rate.initial_rate", "0.001", "--training.optimizer.learn_rate.warmup_steps", "5",
+           "--training.optimizer.learn_rate.total_steps", "40")
+    nlp = spacy.load(tmp_path / "out" / "model-last")
+    assert nlp.pipe_names == ["transformer", "relation_extractor"]
+    from spacy_mlre.corpus.reader import create_relation_corpus_reader
+
+    examples = list(create_relation_corpus_reader(tiny_corpus / "train.spacy")(nlp))
+    scores = nlp.evaluate(examples)
+    # a 2-layer random BERT learns this toy pattern (direction from word order)
+    assert scores["rel_micro_f"] > 0.9, scores
