@@ -331,6 +331,12 @@ class RelationExtractor(TrainablePipe):
         Pairs without any gold relation are weighted by `negative_weight` and a
         random `negative_sampling` share of them is kept per update; the loss is
         averaged over the kept pairs.
+
+        A model whose paper defines its own loss on the same targets (the
+        kernel-matrix head averages BCE over token-pair blocks) sets
+        `model.attrs["loss"] = "targets"`: its backprop then receives the
+        targets with one extra last column of normalised pair weights instead
+        of a gradient, and the loss reported here is the pipe's pair-level one.
         """
         examples = list(examples)
         cands, logits = cands_logits
@@ -346,6 +352,7 @@ class RelationExtractor(TrainablePipe):
         probs = self._activate(logits_np)
         eps = 1e-7
         if self.cfg["multi_label"]:
+            dist = targets
             per_pair = -(targets * numpy.log(probs + eps) + (1 - targets) * numpy.log(1 - probs + eps)).sum(axis=1)
             d_logits = probs - targets
         else:
@@ -355,6 +362,9 @@ class RelationExtractor(TrainablePipe):
             per_pair = -(dist * numpy.log(probs + eps)).sum(axis=1)
             d_logits = probs - dist
         loss = float((per_pair * weights).sum() / n_kept)
+        if self.model.attrs.get("loss") == "targets":
+            packed = numpy.concatenate([dist, (weights / n_kept)[:, None]], axis=1)
+            return loss, ops.asarray2f(packed.astype("float32"))
         d_logits = d_logits * (weights[:, None] / n_kept)
         return loss, ops.asarray2f(d_logits.astype("float32"))
 
