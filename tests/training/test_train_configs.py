@@ -13,31 +13,6 @@ from conftest import ROOT
 CONFIGS = ROOT / "configs"
 
 
-@pytest.fixture(scope="module")
-def tiny_corpus(tmp_path_factory, request):
-    from conftest import make_doc
-
-    nlp = spacy.blank("xx")
-    path = tmp_path_factory.mktemp("corpus")
-    people = ["Alice", "Bob", "Dieter", "Zofia", "Émile"]
-    orgs = ["Acme", "Siemens", "Orlen", "Renault"]
-    for split, n in (("train", 30), ("dev", 8)):
-        docs = []
-        for i in range(n):
-            p, o = people[i % len(people)], orgs[i % len(orgs)]
-            if i % 2:
-                text = f"{p} works for {o} ."
-                ents = [(0, len(p), "PER"), (len(p) + 11, len(p) + 11 + len(o), "ORG")]
-                rels = [(0, 1, "works_for"), (1, 0, "employs")]
-            else:
-                text = f"{o} hired {p} ."
-                ents = [(0, len(o), "ORG"), (len(o) + 7, len(o) + 7 + len(p), "PER")]
-                rels = [(1, 0, "works_for"), (0, 1, "employs")]
-            docs.append(make_doc(nlp, text, ents, rels, ["en", "de", "pl"][i % 3]))
-        DocBin(store_user_data=True, docs=docs).to_disk(path / f"{split}.spacy")
-    return path
-
-
 def _train(config, corpus, out, *overrides):
     cmd = [sys.executable, "-m", "spacy", "train", str(CONFIGS / config), "--output", str(out),
            "--paths.train", str(corpus / "train.spacy"), "--paths.dev", str(corpus / "dev.spacy"), *overrides]

@@ -1,0 +1,121 @@
+"""`python -m spacy_mlre evaluate`: the relation scores plus the papers' metrics,
+written as JSON, a Markdown table and PNG plots.
+
+Unlike `spacy evaluate`, the input docs get the gold entities by default (the
+relation extractor is evaluated on its own); `--predicted-ents` gives the
+pipeline raw text so an upstream NER supplies them.
+"""
+import json
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import typer
+from spacy.training import Example
+
+from . import app
+
+
+def evaluate_pipeline(
+    model: str,
+    data: Path,
+    *,
+    metrics: Optional[List[str]] = None,
+    gold_ents: bool = True,
+    batch_size: int = 64,
+    gpu_id: int = -1,
+    langs: Optional[List[str]] = None,
+    labels: Optional[List[str]] = None,
+) -> Dict[str, Any]:
+    """Evaluate a pipeline on a DocBin (file or folder) and return all scores."""
+    import spacy
+    from spacy.scorer import Scorer
+    from thinc.api import require_gpu
+
+    from ..corpus.reader import RelationCorpus
+    from ..metrics import get_metric
+    from ..scorer import score_relations
+
+    if gpu_id >= 0:
+        require_gpu(gpu_id)
+    nlp = spacy.load(model)
+    examples: List[Example] = list(RelationCorpus(data, gold_ents=gold_ents, langs=langs)(nlp))
+    start = time.perf_counter()
+    for eg, doc in zip(examples, nlp.pipe((eg.predicted for eg in examples), batch_size=batch_size)):
+        eg.predicted = doc
+    seconds = time.perf_counter() - start
+    scores: Dict[str, Any] = Scorer(nlp=nlp).score(examples)
+    scores.update(score_relations(examples, labels=labels))
+    scores["words_per_second"] = sum(len(eg.predicted) for eg in examples) / max(seconds, 1e-9)
+    for name in metrics or []:
+        scores.update(get_metric(name)(examples))
+    scores["n_docs"] = len(examples)
+    scores["gold_ents"] = gold_ents
+    return scores
+
+
+def scores_markdown(scores: Dict[str, Any], title: str = "Relation extraction") -> str:
+    """A Markdown summary: overall scores, then per label and per language."""
+    pct = lambda v: f"{100 * v:.2f}"  # noqa: E731
+    lines = [f"### {title}", "", "| metric | value |", "|---|---|"]
+    for key in ("rel_micro_p", "rel_micro_r", "rel_micro_f", "rel_macro_f", "semeval_macro_f1"):
+        if key in scores:
+            lines.append(f"| {key} | {pct(scores[key])} |")
+    lines.append(f"| docs | {scores.get('n_docs', '')} |")
+    for section, key in (("label", "rel_f_per_label"), ("language", "rel_f_per_lang")):
+        table = scores.get(key) or {}
+        if table:
+            lines += ["", f"| {section} | P | R | F |", "|---|---|---|---|"]
+            lines += [f"| {name} | {pct(v['p'])} | {pct(v['r'])} | {pct(v['f'])} |" for name, v in table.items()]
+    return "\n".join(lines) + "\n"
+
+
+def plot_per_language(scores: Dict[str, Any], path: Path) -> Optional[Path]:
+    """Bar chart of F1 per language (skipped when matplotlib is missing)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    per_lang = scores.get("rel_f_per_lang") or {}
+    if not per_lang:
+        return None
+    fig, ax = plt.subplots(figsize=(max(4, 0.5 * len(per_lang)), 3))
+    names = list(per_lang)
+    ax.bar(names, [100 * per_lang[n]["f"] for n in names])
+    ax.set_ylabel("micro F1")
+    ax.set_title("Relation F1 per language")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+@app.command("evaluate")
+def evaluate_cli(
+    model: str = typer.Argument(..., help="Pipeline name or directory"),
+    data: Path = typer.Argument(..., help="DocBin file or folder of .spacy files", exists=True),
+    output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o", help="Write scores.json, scores.md and plots here"),
+    metrics: str = typer.Option("", "--metrics", "-m", help="Extra metrics, comma-separated: semeval, overlap, joint, bags"),
+    predicted_ents: bool = typer.Option(False, "--predicted-ents", help="Give the pipeline raw text: entities come from an upstream NER"),
+    batch_size: int = typer.Option(64, "--batch-size", "-b"),
+    gpu_id: int = typer.Option(-1, "--gpu-id", "-g"),
+    langs: str = typer.Option("", "--langs", help="Only docs of these languages, comma-separated"),
+    labels: str = typer.Option("", "--labels", help="Only score these relation labels, comma-separated"),
+) -> None:
+    """Evaluate a relation extraction pipeline."""
+    split = lambda s: [x for x in s.split(",") if x] or None  # noqa: E731
+    scores = evaluate_pipeline(
+        model, data, metrics=split(metrics), gold_ents=not predicted_ents, batch_size=batch_size,
+        gpu_id=gpu_id, langs=split(langs), labels=split(labels),
+    )
+    md = scores_markdown(scores, title=f"{model} on {data}")
+    typer.echo(md)
+    if output_dir is not None:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / "scores.json").write_text(json.dumps(scores, indent=2, ensure_ascii=False), encoding="utf8")
+        (output_dir / "scores.md").write_text(md, encoding="utf8")
+        plot_per_language(scores, output_dir / "f1_per_language.png")
+        typer.echo(f"Wrote {output_dir}")

@@ -1,0 +1,31 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from spacy_mlre.cli.evaluate import evaluate_pipeline
+from spacy_mlre.metrics import get_metric
+
+
+def test_evaluate_cli_writes_json_markdown_and_plot(trained_pipeline, tiny_corpus, tmp_path):
+    out = tmp_path / "eval"
+    cmd = [sys.executable, "-m", "spacy_mlre", "evaluate", str(trained_pipeline), str(tiny_corpus / "dev.spacy"), "-o", str(out)]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    scores = json.loads((out / "scores.json").read_text())
+    assert scores["rel_micro_f"] > 0.9 and scores["n_docs"] == 8
+    assert set(scores["rel_f_per_lang"]) == {"en", "de", "pl"}
+    md = (out / "scores.md").read_text()
+    assert "| rel_micro_f |" in md and "| works_for |" in md and "| pl |" in md
+    assert (out / "f1_per_language.png").stat().st_size > 1000
+
+
+def test_predicted_ents_without_ner_finds_nothing(trained_pipeline, tiny_corpus):
+    scores = evaluate_pipeline(str(trained_pipeline), tiny_corpus / "dev.spacy", gold_ents=False)
+    assert scores["rel_micro_r"] == 0.0  # no upstream NER: no entities, every gold relation missed
+
+
+def test_unknown_metric_is_a_clear_error():
+    with pytest.raises(ValueError, match="Unknown metric 'nope'. Available: .*semeval"):
+        get_metric("nope")
