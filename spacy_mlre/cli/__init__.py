@@ -1,4 +1,4 @@
-"""The `python -m spacy_mlre` command line: convert | evaluate | benchmark | render.
+"""The `python -m spacy_mlre` command line: convert | evaluate | assets | results | benchmark | render.
 
 Each command lives in its own module and registers itself on `app`.
 """
@@ -15,7 +15,7 @@ app = typer.Typer(
 def _load_commands() -> None:
     import importlib
 
-    for name in ("convert", "evaluate", "benchmark", "render"):
+    for name in ("convert", "evaluate", "assets", "benchmark", "render", "results"):
         try:
             importlib.import_module(f"{__name__}.{name}")
         except ModuleNotFoundError as err:  # a command not written yet

@@ -50,6 +50,7 @@ def evaluate_pipeline(
     for name in metrics or []:
         scores.update(get_metric(name)(examples))
     scores["n_docs"] = len(examples)
+    scores["model"] = str(model)
     scores["gold_ents"] = gold_ents
     return scores
 
