@@ -1,0 +1,125 @@
+"""spacy_mlre.KernelMatrix.v1: the kernel-matrix head (paper: kernel-matrix-downstream-re).
+
+encoder -> E_w; E_b = E_w + E_a (doc vector, Eq. 2); E_p = Transformer(E_w) (Eq. 1);
+per relation S_i = (E_b W_hi)(E_p W_ti)^T (Eq. 3-4), sigmoid (Eq. 5); a pair's
+score is the mean probability over its head x tail block; the loss is the
+block-averaged BCE of Eq. 8-10. One encoder pass and one batched kernel product
+score every pair of every doc for every relation, so the cost per extra pair
+is one block gather, which is what makes it fast on docs with many entities.
+"""
+from typing import Callable, List, Optional, Tuple
+
+from spacy.tokens import Doc
+from spacy.util import registry
+from thinc.api import Dropout, Model
+from thinc.types import Floats2d
+
+from ...pipeline.candidates import Candidates
+from ..layers.attention import self_attention
+from ..layers.doc_vector import add_doc_vector
+from ..layers.kernel import build_block_index, kernel_scorer
+
+RelInputs = Tuple[List[Doc], Candidates]
+
+
+@registry.architectures("spacy_mlre.KernelMatrix.v1")
+def build_kernel_matrix(
+    tok2vec: Model[List[Doc], List[Floats2d]],
+    width: int,
+    projection_width: int = 64,
+    doc_vector: Optional[str] = "mean",
+    tail_attention: bool = True,
+    attention_heads: int = 4,
+    attention_ffn_width: int = 0,
+    dropout: float = 0.1,
+    nO: Optional[int] = None,
+) -> Model[RelInputs, Floats2d]:
+    """Score every candidate pair for every label (logits of the block-mean probability).
+
+    tok2vec: the encoder (own Tok2Vec, a tok2vec or transformer listener): E_w.
+    width: the encoder's token width h (the E_p layer is built for it).
+    projection_width: columns of W_hi and W_ti (the paper uses h; narrower keeps
+        hundreds of relations affordable).
+    doc_vector: E_a pooled from the doc's tokens ("mean" or "max"), or null to
+        drop it (ablation: E_b = E_w).
+    tail_attention: E_p from one extra transformer-encoder layer over E_w with
+        `attention_heads` heads and an FFN of `attention_ffn_width` (0: 4 * h);
+        false uses E_p = E_w (ablation).
+    dropout: on E_w, and inside the attention layer.
+    nO: number of outputs, normally inferred from the pipe's labels.
+    """
+    kernel = kernel_scorer(projection_width, nO=nO, nI=width)
+    drop = Dropout(dropout)
+    layers = [tok2vec, drop, kernel]
+    refs = {"tok2vec": tok2vec, "dropout": drop, "kernel": kernel}
+    if doc_vector:
+        pool = add_doc_vector(doc_vector)
+        layers.append(pool)
+        refs["doc_vector"] = pool
+    if tail_attention:
+        attention = self_attention(width, attention_heads, attention_ffn_width, dropout)
+        layers.append(attention)
+        refs["attention"] = attention
+    return Model(
+        "kernel_matrix",
+        _forward,
+        init=_init,
+        layers=layers,
+        refs=refs,
+        dims={"nO": nO},
+        attrs={"loss": "targets"},
+    )
+
+
+def _init(model: Model, X: Optional[RelInputs] = None, Y: Optional[Floats2d] = None) -> None:
+    tok2vec, kernel = model.get_ref("tok2vec"), model.get_ref("kernel")
+    docs = X[0] if X is not None else None
+    tok2vec.initialize(X=docs)
+    width = kernel.get_dim("nI")
+    if docs:
+        found = next((v.shape[1] for v in tok2vec.predict(docs) if v.shape[0]), width)
+        if found != width:
+            raise ValueError(
+                f"KernelMatrix.v1 has width = {width} but its encoder gives {found}-wide "
+                "token vectors: set the model's width to the encoder's hidden size."
+            )
+    if Y is not None:
+        model.set_dim("nO", Y.shape[1], force=True)
+    kernel.set_dim("nO", model.get_dim("nO"), force=True)
+    kernel.initialize()
+    if model.has_ref("attention"):
+        sample = [model.ops.alloc2f(2, width)]
+        model.get_ref("attention").initialize(X=sample, Y=sample)
+
+
+def _forward(model: Model, inputs: RelInputs, is_train: bool) -> Tuple[Floats2d, Callable]:
+    docs, cands = inputs
+    ops = model.ops
+    lengths = ops.asarray1i([len(doc) for doc in docs])
+    tokvecs, bp_tokvecs = model.get_ref("tok2vec")(docs, is_train)
+    Ew, bp_drop = model.get_ref("dropout")(ops.flatten(tokvecs), is_train)
+    if model.has_ref("doc_vector"):
+        Eb, bp_Eb = model.get_ref("doc_vector")((Ew, lengths), is_train)
+    else:
+        Eb, bp_Eb = Ew, None
+    if model.has_ref("attention"):
+        Eps, bp_Ep = model.get_ref("attention")(ops.unflatten(Ew, lengths), is_train)
+        Ep = ops.flatten(Eps)
+    else:
+        Ep, bp_Ep = Ew, None
+    index = build_block_index(cands, [len(doc) for doc in docs])
+    logits, bp_kernel = model.get_ref("kernel")((Eb, Ep, index), is_train)
+
+    def backprop(dY: Floats2d) -> RelInputs:
+        """dY: a gradient w.r.t. the logits, or (with attrs["loss"] == "targets")
+        the pipe's targets plus a last column of pair weights."""
+        dEb, dEp, _ = bp_kernel(dY)
+        dEw = bp_Eb(dEb)[0] if bp_Eb is not None else dEb
+        if bp_Ep is not None:
+            dEw = dEw + ops.flatten(bp_Ep(ops.unflatten(dEp, lengths)))
+        else:
+            dEw = dEw + dEp
+        bp_tokvecs(ops.unflatten(bp_drop(dEw), lengths))
+        return inputs
+
+    return logits, backprop
