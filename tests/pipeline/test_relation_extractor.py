@@ -195,3 +195,15 @@ def test_tune_thresholds(nlp, gold_docs, tmp_path):
     assert all(k[4] != "works_for" for k in keys)
     nlp.to_disk(tmp_path / "p")
     assert spacy.load(tmp_path / "p").get_pipe("relation_extractor").cfg["thresholds"]["works_for"] == pytest.approx(0.9999999)
+
+
+def test_multiprocess_pipe_matches_single_process(trained_pipeline, tiny_corpus):
+    from spacy_mlre.corpus.reader import RelationCorpus
+
+    nlp = spacy.load(trained_pipeline)
+    inputs = [eg.predicted for eg in RelationCorpus(tiny_corpus / "dev.spacy")(nlp)]
+    single = [[(r.key, r.score) for r in d._.relations] for d in nlp.pipe([d.copy() for d in inputs])]
+    multi_docs = list(nlp.pipe([d.copy() for d in inputs], n_process=2, batch_size=2))
+    multi = [[(r.key, r.score) for r in d._.relations] for d in multi_docs]
+    assert single == multi and sum(map(len, single)) > 0
+    assert [d._.lang for d in multi_docs] == [d._.lang for d in inputs]

@@ -115,10 +115,10 @@ def _forward(model: Model, inputs: RelInputs, is_train: bool) -> Tuple[Floats2d,
         parts.extend([types[heads], types[tails]])
         callbacks.append(("types", bp_types, types.shape))
     if model.has_ref("between"):
-        g = ent_spans
+        # tokens after the earlier entity ends and before the later one starts
+        h_spans, t_spans = ent_spans[heads], ent_spans[tails]
         between_spans = ops.xp.stack(
-            [ops.xp.minimum(g[cands.pairs[:, 0], 1], g[cands.pairs[:, 1], 1]),
-             ops.xp.maximum(g[cands.pairs[:, 0], 0], g[cands.pairs[:, 1], 0])], axis=1
+            [ops.xp.minimum(h_spans[:, 1], t_spans[:, 1]), ops.xp.maximum(h_spans[:, 0], t_spans[:, 0])], axis=1
         )
         ctx, bp_ctx = model.get_ref("between")((X, between_spans), is_train)
         parts.append(ctx)
