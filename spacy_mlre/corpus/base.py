@@ -417,19 +417,23 @@ def convert_source(
 
 
 @contextmanager
-def msgpack_encoders_loaded_once() -> Iterator[None]:
-    """srsly looks its msgpack encoders up on every `msgpack_dumps` call, scanning
-    the installed packages' entry points and the whole catalogue registry (about
-    1 ms, most of the cost of `DocBin.add`). Look them up once and reuse the
-    result while converting; the registry is left as it was afterwards."""
-    from srsly.msgpack import msgpack_encoders
+def msgpack_registries_cached() -> Iterator[None]:
+    """srsly looks its msgpack encoders / decoders up on every `msgpack_dumps` /
+    `msgpack_loads` call, scanning the installed packages' entry points and the
+    whole catalogue registry (about 1 ms, 2-3 calls per doc: most of the cost
+    of `DocBin.add` and `DocBin.get_docs`). Look them up once and reuse the
+    result inside the block; the registries are left as they were afterwards."""
+    from srsly.msgpack import msgpack_decoders, msgpack_encoders
 
-    encoders = msgpack_encoders.get_all()
-    msgpack_encoders.get_all = lambda: dict(encoders)  # type: ignore[method-assign]
+    registries = (msgpack_encoders, msgpack_decoders)
+    for registry in registries:
+        functions = registry.get_all()
+        registry.get_all = lambda functions=functions: dict(functions)  # type: ignore[method-assign]
     try:
         yield
     finally:
-        del msgpack_encoders.get_all
+        for registry in registries:
+            del registry.get_all
 
 
 def new_docbin() -> DocBin:
@@ -447,7 +451,7 @@ def convert(
     for src in sources:
         by_group.setdefault(src.group, []).append(src)
     results: Dict[str, Dict[str, SplitStats]] = {}
-    with msgpack_encoders_loaded_once():
+    with msgpack_registries_cached():
         for group, group_sources in by_group.items():
             results[group] = _convert_group(conv, group_sources, output_dir / group if group else output_dir,
                                             vocab, skip_invalid)
