@@ -21,7 +21,6 @@ from spacy.tokens import Doc, DocBin, Span
 from spacy.util import filter_spans
 from spacy.vocab import Vocab
 
-from ..language import set_doc_id, set_lang
 from ..relations import Relation, get_relation_rows
 
 ENTITY_GROUP = "entities"

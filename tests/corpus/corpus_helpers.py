@@ -3,7 +3,7 @@ converting, and reading the DocBins back."""
 import os
 from itertools import islice
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
 from spacy.tokens import Doc, DocBin
