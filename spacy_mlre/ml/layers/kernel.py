@@ -72,19 +72,21 @@ def build_block_index(cands: Candidates, doc_lengths) -> BlockIndex:
     return BlockIndex(tokens, mask, ent_doc[heads][pair_of], rows, cols, sizes)
 
 
-def block_bce(probs: Floats2d, block_sizes: Ints1d, targets: Floats2d, weights: Floats2d, xp=numpy) -> Tuple[float, Floats2d]:
+def block_bce(logits: Floats2d, block_sizes: Ints1d, targets: Floats2d, weights: Floats2d, xp=numpy) -> Tuple[float, Floats2d]:
     """Eq. 8-10: BCE of every block element against its pair's label, averaged
     over the block, weighted per pair, summed over relations.
 
-    probs: (n_elems, nO) sigmoid(S) of the block elements, pair after pair.
+    logits: (n_elems, nO) the kernel scores S of the block elements, pair after pair.
     targets: (n_pairs, nO) 0/1; weights: (n_pairs,) pair weights.
     Returns the loss and its gradient w.r.t. the element logits S:
-    w * (sigmoid(s) - y) / |B|.
+    w * (sigmoid(s) - y) / |B|. The BCE is computed from the logits
+    (softplus(s) - y * s), so saturated elements keep their true loss.
     """
     sizes = xp.asarray(block_sizes)
     scale = xp.repeat(weights / sizes, sizes)[:, None]
     y = xp.repeat(targets, sizes, axis=0)
-    bce = -(y * xp.log(probs + 1e-7) + (1 - y) * xp.log(1 - probs + 1e-7))
+    bce = xp.logaddexp(0, logits) - y * logits
+    probs = 1.0 / (1.0 + xp.exp(-logits))
     return float((bce * scale).sum()), (scale * (probs - y)).astype("float32")
 
 
@@ -143,7 +145,7 @@ def _kernel_forward(model: Model, inputs: Tuple[Floats2d, Floats2d, BlockIndex],
 
     def backprop(dY: Floats2d) -> Tuple[Floats2d, Floats2d, BlockIndex]:
         if dY.shape[1] == nO + 1:
-            _, ds = block_bce(probs, sizes, dY[:, :nO], dY[:, nO], xp=xp)
+            _, ds = block_bce(s, sizes, dY[:, :nO], dY[:, nO], xp=xp)
         else:
             d_mean = dY / (mean * (1 - mean))
             ds = xp.repeat(d_mean / sizes[:, None], sizes, axis=0) * probs * (1 - probs)
