@@ -86,8 +86,13 @@ def block_bce(logits: Floats2d, block_sizes: Ints1d, targets: Floats2d, weights:
     scale = xp.repeat(weights / sizes, sizes)[:, None]
     y = xp.repeat(targets, sizes, axis=0)
     bce = xp.logaddexp(0, logits) - y * logits
-    probs = 1.0 / (1.0 + xp.exp(-logits))
+    probs = _sigmoid(logits, xp)
     return float((bce * scale).sum()), (scale * (probs - y)).astype("float32")
+
+
+def _sigmoid(x, xp):
+    """Overflow-free sigmoid (kernel scores can be large in magnitude)."""
+    return 0.5 * (1.0 + xp.tanh(0.5 * x))
 
 
 def kernel_scorer(projection_width: int = 64, nO=None, nI=None) -> Model[Tuple[Floats2d, Floats2d, BlockIndex], Floats2d]:
@@ -139,7 +144,7 @@ def _kernel_forward(model: Model, inputs: Tuple[Floats2d, Floats2d, BlockIndex],
     T = (Xt @ W_t).reshape(n_docs, width, nO, nK).transpose(0, 2, 1, 3)
     S = H @ T.transpose(0, 1, 3, 2)  # (docs, nO, L', L')
     s = S[e_doc, :, e_row, e_col]  # (n_elems, nO)
-    probs = 1.0 / (1.0 + xp.exp(-s))
+    probs = _sigmoid(s, xp)
     mean = xp.clip(ops.reduce_mean(xp.ascontiguousarray(probs, dtype="float32"), sizes), EPS, 1 - EPS)
     logits = xp.log(mean) - xp.log1p(-mean)
 
