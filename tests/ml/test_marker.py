@@ -241,3 +241,46 @@ def test_tiny_bert_window_fits_position_limit(nlp, tiny_bert, one_thread):
     (H, layout), _ = pipe.model.get_ref("encoder")((([doc]), make_plan(pipe.model, [doc], cands)), False)
     assert layout.lengths.max() <= 16 and H.shape[0] == layout.lengths.sum()
     assert pipe.model.predict(([doc], cands)).shape == (2, 1)
+
+
+LOAD_SCRIPT = """
+import json, sys
+import spacy
+from spacy.tokens import Span
+assert "spacy_mlre" not in sys.modules
+nlp = spacy.load(sys.argv[1])
+doc = nlp.make_doc("Zofia works for Acme .")
+doc.ents = [Span(doc, 0, 1, "PER"), Span(doc, 3, 4, "ORG")]
+doc = nlp(doc)
+print(json.dumps([[r.head.text, r.label, r.tail.text] for r in doc._.relations]))
+"""
+
+
+@pytest.mark.parametrize(
+    "config,overrides",
+    [
+        ("marker_tok2vec.cfg", ["--components.relation_extractor.model.markers", "uniform",
+                                "--components.relation_extractor.model.pooling", "cls"]),
+        ("marker_trf.cfg", ["--components.relation_extractor.model.pooling", "entity_maxpool",
+                            "--training.optimizer.learn_rate.initial_rate", "0.003"]),
+    ],
+)
+def test_variants_train_from_configs_and_load_without_import(tiny_corpus, tiny_bert, tmp_path, config, overrides):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
+    cmd = [sys.executable, "-m", "spacy", "train", str(ROOT / "configs" / config), "--output", str(tmp_path),
+           "--paths.train", str(tiny_corpus / "train.spacy"), "--paths.dev", str(tiny_corpus / "dev.spacy"),
+           "--paths.transformer", str(tiny_bert), "--training.max_steps", "40", "--training.eval_frequency", "20",
+           "--training.batcher.size", "200", *overrides]
+    if config == "marker_tok2vec.cfg":
+        cmd = [c for c in cmd if c not in ("--paths.transformer", str(tiny_bert))]
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    load = subprocess.run([sys.executable, "-c", LOAD_SCRIPT, str(tmp_path / "model-last")],
+                          capture_output=True, text=True, env=env)
+    assert load.returncode == 0, load.stderr[-3000:]
+    assert all(len(rel) == 3 for rel in json.loads(load.stdout))
