@@ -15,7 +15,7 @@ app = typer.Typer(
 def _load_commands() -> None:
     import importlib
 
-    for name in ("convert", "evaluate", "tune", "assets", "benchmark", "render", "results"):
+    for name in ("convert", "evaluate", "tune", "assets", "benchmark", "render", "results", "crosslingual"):
         try:
             importlib.import_module(f"{__name__}.{name}")
         except ModuleNotFoundError as err:  # a command not written yet

@@ -1,0 +1,164 @@
+"""`python -m spacy_mlre crosslingual`: the zero-shot cross-lingual table of the
+entity-marker paper (its Table 3) from `evaluate` outputs.
+
+Each row is a model trained on the source language and evaluated on target
+languages; each score is also divided by the in-language supervised score
+(a model trained on that language's own training data), the paper's
+"normalized by Supervised" transfer efficiency. With `--multilingual`, the
+per-language scores of one model trained on all languages are set against the
+monolingual (supervised) ones (the paper's Table 7). Languages and scores come
+from `rel_f_per_lang` in each scores.json, so one evaluate run may cover one
+language or several.
+"""
+import json
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import typer
+
+from . import app
+
+LangScores = Dict[str, Dict[str, float]]
+
+
+def load_lang_scores(paths: Sequence[Path]) -> LangScores:
+    """Per-language P/R/F from evaluate outputs (a scores.json or the folder holding it).
+    A language seen in two files is an error: which one counts would be arbitrary."""
+    out: LangScores = {}
+    for path in paths:
+        path = Path(path)
+        file = path / "scores.json" if path.is_dir() else path
+        if not file.exists():
+            raise FileNotFoundError(f"No evaluate output at {path} (expected scores.json).")
+        per_lang = json.loads(file.read_text(encoding="utf8")).get("rel_f_per_lang") or {}
+        if not per_lang:
+            raise ValueError(f"{file} has no per-language scores (rel_f_per_lang): are the docs' languages set?")
+        for lang, scores in per_lang.items():
+            if lang in out:
+                raise ValueError(f"Language {lang!r} is scored twice (again in {file}).")
+            out[lang] = {k: float(scores[k]) for k in ("p", "r", "f")}
+    return out
+
+
+def _mean(values: List[float]) -> Optional[float]:
+    return sum(values) / len(values) if values else None
+
+
+def crosslingual_table(
+    rows: Dict[str, LangScores],
+    supervised: LangScores,
+    *,
+    source: Optional[str] = None,
+    multilingual: Optional[LangScores] = None,
+) -> Dict[str, Any]:
+    """F per target language and model, normalised by the supervised F.
+
+    The source language is left out of the targets and averages; a target
+    without a supervised score has no normalised value (None); averages are
+    over the targets that have a value.
+    """
+    langs = sorted({lang for scores in rows.values() for lang in scores} - {source})
+    table: Dict[str, Any] = {"source": source, "languages": langs, "rows": {}, "normalised": {}}
+    for name, scores in rows.items():
+        f = {lang: scores[lang]["f"] for lang in langs if lang in scores}
+        table["rows"][name] = {"f": f, "average": _mean(list(f.values())), "p": {l: scores[l]["p"] for l in f}, "r": {l: scores[l]["r"] for l in f}}
+        norm = {lang: (v / supervised[lang]["f"] if lang in supervised and supervised[lang]["f"] > 0 else None) for lang, v in f.items()}
+        table["normalised"][name] = {"ratio": norm, "average": _mean([v for v in norm.values() if v is not None])}
+    sup = {lang: supervised[lang]["f"] for lang in langs if lang in supervised}
+    table["supervised"] = {"f": sup, "average": _mean(list(sup.values()))}
+    if multilingual is not None:
+        both = sorted(set(multilingual) & set(supervised))
+        mono = {lang: supervised[lang]["f"] for lang in both}
+        multi = {lang: multilingual[lang]["f"] for lang in both}
+        table["multilingual"] = {
+            "languages": both,
+            "monolingual": {"f": mono, "average": _mean(list(mono.values()))},
+            "multilingual": {"f": multi, "average": _mean(list(multi.values()))},
+        }
+    return table
+
+
+def table_markdown(table: Dict[str, Any]) -> str:
+    """The tables as Markdown: F1 (x100), normalised (%), supervised, and multilingual vs monolingual."""
+    langs = table["languages"]
+    num = lambda v: "–" if v is None else f"{100 * v:.1f}"  # noqa: E731
+    pct = lambda v: "–" if v is None else f"{100 * v:.0f}%"  # noqa: E731
+    header = "| model | " + " | ".join(langs) + " | average |"
+    rule = "|---|" + "---|" * (len(langs) + 1)
+    lines = [f"### Zero-shot cross-lingual RE (source: {table['source'] or '?'}), micro F1", "", header, rule]
+    for name, row in table["rows"].items():
+        lines.append(f"| {name} | " + " | ".join(num(row["f"].get(l)) for l in langs) + f" | {num(row['average'])} |")
+    for name, row in table["normalised"].items():
+        lines.append(f"| {name} (normalised by supervised) | " + " | ".join(pct(row["ratio"].get(l)) for l in langs) + f" | {pct(row['average'])} |")
+    sup = table["supervised"]
+    lines.append("| supervised (in-language) | " + " | ".join(num(sup["f"].get(l)) for l in langs) + f" | {num(sup['average'])} |")
+    multi = table.get("multilingual")
+    if multi:
+        ml = multi["languages"]
+        lines += ["", "### Multilingual vs monolingual training, micro F1", "",
+                  "| model | " + " | ".join(ml) + " | average |", "|---|" + "---|" * (len(ml) + 1)]
+        for key in ("monolingual", "multilingual"):
+            row = multi[key]
+            lines.append(f"| {key} | " + " | ".join(num(row["f"][l]) for l in ml) + f" | {num(row['average'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_normalised(table: Dict[str, Any], path: Path) -> Optional[Path]:
+    """Grouped bars: normalised zero-shot F1 per target language and model (needs matplotlib)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    langs, rows = table["languages"], table["normalised"]
+    if not langs or not rows:
+        return None
+    width = 0.8 / len(rows)
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.9 * len(langs) * max(1, len(rows)) ** 0.5 + 2), 3.2))
+    for i, (name, row) in enumerate(rows.items()):
+        xs = [j + i * width for j in range(len(langs))]
+        ax.bar(xs, [100 * (row["ratio"].get(l) or 0.0) for l in langs], width=width, label=name)
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(langs))])
+    ax.set_xticklabels(langs)
+    ax.set_ylabel("% of supervised F1")
+    ax.set_title(f"Zero-shot transfer from {table['source'] or '?'}")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _parse_row(spec: str) -> tuple:
+    if "=" not in spec:
+        raise typer.BadParameter(f"A row is NAME=EVAL_DIR[,EVAL_DIR...], got {spec!r}.")
+    name, paths = spec.split("=", 1)
+    return name, [Path(p) for p in paths.split(",") if p]
+
+
+@app.command("crosslingual")
+def crosslingual_cli(
+    rows: List[str] = typer.Argument(..., help="NAME=EVAL_DIR[,EVAL_DIR...]: evaluate outputs of a source-language model on target languages"),
+    supervised: str = typer.Option(..., "--supervised", "-s", help="Comma-separated evaluate outputs of in-language supervised models"),
+    output_dir: Path = typer.Option(..., "--output-dir", "-o", help="Write crosslingual.json, crosslingual.md and normalised.png here"),
+    source: str = typer.Option("en", "--source", help="The source language (left out of the targets)"),
+    multilingual: str = typer.Option("", "--multilingual", "-m", help="Comma-separated evaluate outputs of one model trained on all languages"),
+) -> None:
+    """Zero-shot cross-lingual table normalised by in-language supervised scores."""
+    split = lambda s: [Path(p) for p in s.split(",") if p]  # noqa: E731
+    parsed = dict(_parse_row(spec) for spec in rows)
+    table = crosslingual_table(
+        {name: load_lang_scores(paths) for name, paths in parsed.items()},
+        load_lang_scores(split(supervised)),
+        source=source,
+        multilingual=load_lang_scores(split(multilingual)) if multilingual else None,
+    )
+    md = table_markdown(table)
+    typer.echo(md)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "crosslingual.json").write_text(json.dumps(table, indent=2, ensure_ascii=False), encoding="utf8")
+    (output_dir / "crosslingual.md").write_text(md, encoding="utf8")
+    plot_normalised(table, output_dir / "normalised.png")
+    typer.echo(f"Wrote {output_dir}")
