@@ -284,3 +284,16 @@ def test_variants_train_from_configs_and_load_without_import(tiny_corpus, tiny_b
                           capture_output=True, text=True, env=env)
     assert load.returncode == 0, load.stderr[-3000:]
     assert all(len(rel) == 3 for rel in json.loads(load.stdout))
+
+
+@pytest.mark.parametrize("markers,pooling,same", [("typed", "cls", True), ("uniform", "cls", False), ("typed", "entity_start", False)])
+def test_direction_of_a_pair(nlp, gold_docs, one_thread, markers, pooling, same):
+    """Typed markers do not depend on direction: only the summary order (head
+    first) tells (A, B) from (B, A), so typed + cls scores both the same."""
+    _overfit(nlp, gold_docs, _marker_config(markers=markers, pooling=pooling), steps=0)
+    pipe = nlp.get_pipe("relation_extractor")
+    doc = gold_docs[1]  # Bob and Carol
+    cands = pipe.get_candidates([doc])
+    scores = pipe.model.predict(([doc], cands))
+    assert cands.pairs.tolist() == [[0, 1], [1, 0]]
+    assert numpy.allclose(scores[0], scores[1]) == same

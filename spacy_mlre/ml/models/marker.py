@@ -12,6 +12,12 @@ Typed markers: one per entity label in `entity_labels`, or, when that is
 null, per label in the sample docs the pipe initializes the model with. An
 entity label with no marker (unseen at initialize) gets the generic typed
 marker [ENT].
+
+Direction: pairs are ordered. Uniform markers name the head [E1] and the tail
+[E2]; typed markers are the same for (A, B) and (B, A), so with typed markers
+direction comes from the summary order (head part first), and the typed `cls`
+variant cannot tell the two directions of a pair apart (as in the paper, whose
+markers follow text order).
 """
 from typing import Callable, List, Optional, Sequence, Tuple
 
@@ -140,7 +146,7 @@ def _forward(model: Model, inputs: RelInputs, is_train: bool) -> Tuple[Floats2d,
     (H, layout), bp_encoder = encoder((docs, make_plan(model, docs, cands)), is_train)
     width = H.shape[1]
     parts, bp_parts = pooler((H, ops.asarray(summary_spans(layout, model.attrs["pooling"]), dtype="int64")), is_train)
-    n_parts = parts.shape[0] // max(n, 1)
+    n_parts = 1 if model.attrs["pooling"] == "cls" else 2
     features = [parts[i * n : (i + 1) * n] for i in range(n_parts)]
     heads, tails = ops.asarray1i(cands.pairs[:, 0]), ops.asarray1i(cands.pairs[:, 1])
     if model.has_ref("type_embed"):
