@@ -9,23 +9,8 @@ import spacy
 from spacy.tokens import Doc, DocBin, Span
 
 import spacy_mlre  # noqa: F401  (registers the Doc extensions)
-from spacy_mlre import Relation
 
-ROOT = Path(__file__).resolve().parents[1]
-DATASETS = Path(os.environ.get("MLRE_DATASETS", ROOT.parent / "shared" / "datasets"))
-
-
-def make_doc(nlp, text, ents, rels, lang=None):
-    """A doc from character-offset entities (start, end, label) and relations
-    given as (head entity index, tail entity index, label)."""
-    doc = nlp.make_doc(text)
-    spans = [doc.char_span(a, b, label=label) for a, b, label in ents]
-    assert all(span is not None for span in spans), ents
-    doc.ents = spans
-    doc._.relations = [Relation(spans[h], spans[t], label) for h, t, label in rels]
-    if lang:
-        doc._.lang = lang
-    return doc
+from mlre_testing import DATASETS, ROOT, make_doc  # noqa: F401
 
 
 @pytest.fixture

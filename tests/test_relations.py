@@ -8,7 +8,7 @@ from spacy.tokens import Doc, DocBin, Span
 from spacy_mlre import Relation
 from spacy_mlre.relations import RELATIONS_KEY, relation_keys
 
-from conftest import make_doc
+from mlre_testing import make_doc
 
 
 def _summary(doc):

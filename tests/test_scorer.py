@@ -5,7 +5,7 @@ from spacy_mlre import Relation
 from spacy_mlre.corpus.reader import make_input_doc
 from spacy_mlre.scorer import score_relations
 
-from conftest import make_doc
+from mlre_testing import make_doc
 
 
 def _example(nlp, gold_rels, pred_rels, lang="en"):

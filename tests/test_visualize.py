@@ -4,7 +4,7 @@ from spacy.tokens import Span
 from spacy_mlre import Relation
 from spacy_mlre.visualize import relation_parse, render_relations
 
-from conftest import make_doc
+from mlre_testing import make_doc
 
 
 def test_render_non_latin_doc_has_every_label_and_entity(nlp):

@@ -2,7 +2,7 @@ import json
 
 from spacy_mlre.cli.benchmark import benchmark_inference, benchmark_training
 
-from conftest import ROOT
+from mlre_testing import ROOT
 
 
 def test_benchmark_inference_fields(trained_pipeline, tiny_corpus):

@@ -6,7 +6,7 @@ from spacy_mlre.corpus.reader import make_input_doc
 from spacy_mlre.metrics import get_metric
 from spacy_mlre.metrics.overlap import overlap_classes, overlap_scores
 
-from conftest import make_doc
+from mlre_testing import make_doc
 
 TEXT = "Ernst died in Davos , Switzerland ."
 ENTS = [(0, 5, "PER"), (14, 19, "LOC"), (22, 33, "LOC")]  # tokens 0, 3, 5

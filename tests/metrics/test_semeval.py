@@ -5,7 +5,7 @@ from spacy_mlre import Relation
 from spacy_mlre.corpus.reader import make_input_doc
 from spacy_mlre.metrics.semeval import semeval_scores
 
-from conftest import make_doc
+from mlre_testing import make_doc
 
 TEXT = "The engine of the car ."
 ENTS = [(4, 10, "ENT"), (18, 21, "ENT")]

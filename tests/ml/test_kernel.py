@@ -18,7 +18,7 @@ from spacy_mlre.ml.models.kernel import build_kernel_matrix
 from spacy_mlre.pipeline.candidates import Candidates
 from spacy_mlre.relations import relation_keys
 
-from conftest import ROOT, make_doc
+from mlre_testing import ROOT, make_doc
 
 
 def _sigmoid(x):

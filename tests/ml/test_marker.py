@@ -11,7 +11,7 @@ from spacy.training import Example
 from spacy.util import fix_random_seed
 from thinc.api import Config
 
-from conftest import ROOT, make_doc
+from mlre_testing import ROOT, make_doc
 from spacy_mlre.ml.layers.markers import (
     FIXED_MARKERS,
     PairPlan,

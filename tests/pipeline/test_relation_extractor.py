@@ -8,7 +8,7 @@ from spacy_mlre import Relation
 from spacy_mlre.corpus.reader import make_input_doc
 from spacy_mlre.relations import relation_keys
 
-from conftest import make_doc
+from mlre_testing import make_doc
 
 
 def _examples(docs, gold_ents=True):

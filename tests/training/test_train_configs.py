@@ -8,7 +8,7 @@ import pytest
 import spacy
 from spacy.tokens import DocBin
 
-from conftest import ROOT
+from mlre_testing import ROOT
 
 CONFIGS = ROOT / "configs"
 
