@@ -68,6 +68,12 @@ def scores_markdown(scores: Dict[str, Any], title: str = "Relation extraction") 
         if table:
             lines += ["", f"| {section} | P | R | F |", "|---|---|---|---|"]
             lines += [f"| {name} | {pct(v['p'])} | {pct(v['r'])} | {pct(v['f'])} |" for name, v in table.items()]
+    overlap = scores.get("overlap") or {}
+    if overlap:
+        # the kernel paper's Table 4: docs by overlap pattern and by number of triples
+        lines += ["", "| docs (overlap) | docs | gold | P | R | F |", "|---|---|---|---|---|---|"]
+        lines += [f"| {name} | {v['docs']} | {v['gold']} | {pct(v['p'])} | {pct(v['r'])} | {pct(v['f'])} |"
+                  for name, v in overlap.items()]
     return "\n".join(lines) + "\n"
 
 

@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from spacy_mlre.cli.evaluate import evaluate_pipeline
+from spacy_mlre.cli.evaluate import evaluate_pipeline, scores_markdown
 from spacy_mlre.metrics import get_metric
 
 
@@ -29,3 +29,11 @@ def test_predicted_ents_without_ner_finds_nothing(trained_pipeline, tiny_corpus)
 def test_unknown_metric_is_a_clear_error():
     with pytest.raises(ValueError, match="Unknown metric 'nope'. Available: .*semeval"):
         get_metric("nope")
+
+
+def test_markdown_has_the_overlap_breakdown():
+    row = {"p": 0.5, "r": 0.25, "f": 1 / 3, "docs": 4, "gold": 8, "predicted": 4}
+    scores = {"rel_micro_f": 0.5, "n_docs": 4, "overlap": {"Normal": row, "EPO": dict(row, docs=1)}}
+    md = scores_markdown(scores)
+    assert "| Normal | 4 | 8 | 50.00 | 25.00 | 33.33 |" in md
+    assert "| EPO | 1 | 8 |" in md
