@@ -1,0 +1,123 @@
+"""The project workflow end to end on a tiny generated dataset: project.yml's
+own commands run through `spacy project run` (dataset and budget overridden as
+vars), then the model wheel it builds is installed, with the project's own
+wheel, into a fresh venv and predicts relations there."""
+import json
+import shutil
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import pytest
+from spacy.tokens import DocBin
+
+from mlre_testing import ROOT
+from spacy_mlre.cli.assets import _md5, fetch_assets
+
+VARS = ["--vars.dataset", "tiny", "--vars.max_steps", "60", "--vars.eval_frequency", "20",
+        "--vars.package_name", "tiny"]
+
+
+def _run(cmd, cwd, **kwargs):
+    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, **kwargs)
+    assert result.returncode == 0, f"{' '.join(map(str, cmd))}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result
+
+
+@pytest.fixture(scope="module")
+def project(tiny_corpus, tmp_path_factory):
+    """A copy of the project (project.yml, configs) with the tiny corpus as dataset `tiny`."""
+    path = tmp_path_factory.mktemp("project")
+    shutil.copy(ROOT / "project.yml", path / "project.yml")
+    shutil.copytree(ROOT / "configs", path / "configs")
+    corpus = path / "corpus" / "tiny"
+    corpus.mkdir(parents=True)
+    for split, source in (("train", "train"), ("dev", "dev"), ("test", "dev")):
+        shutil.copy(tiny_corpus / f"{source}.spacy", corpus / f"{split}.spacy")
+    for command in ("train-pair", "tune-pair", "evaluate-pair", "results", "render-pair", "package-pair"):
+        _run([sys.executable, "-m", "spacy", "project", "run", command, ".", *VARS], cwd=path)
+    return path
+
+
+def test_workflow_trains_evaluates_and_reports(project):
+    scores = json.loads((project / "metrics" / "tiny" / "pair" / "scores.json").read_text())
+    assert scores["rel_micro_f"] > 0.9
+    thresholds = json.loads((project / "training" / "tiny" / "pair" / "model-tuned" / "relation_extractor" / "cfg")
+                            .read_text())["thresholds"]
+    assert set(thresholds) == {"works_for", "employs"}
+    table = (project / "metrics" / "results.md").read_text()
+    assert "| tiny | pair |" in table
+    html = (project / "metrics" / "tiny" / "pair" / "relations.html").read_text()
+    assert "works_for" in html and "employs" in html
+
+
+def test_packaged_wheel_installs_and_predicts_in_a_fresh_venv(project, tmp_path):
+    """The model wheel requires spacy-mlre; installed next to the project's own
+    wheel it loads by name in a process that never imports spacy_mlre."""
+    model_wheels = list((project / "packages").glob("xx_mlre_pair_tiny-0.1.0/dist/*.whl"))
+    assert len(model_wheels) == 1
+    meta = json.loads((project / "packages" / "xx_mlre_pair_tiny-0.1.0" / "meta.json").read_text())
+    assert any(req.startswith("spacy-mlre") for req in meta["requirements"])
+    dist = tmp_path / "dist"
+    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(ROOT)], cwd=tmp_path)
+    own_wheels = list(dist.glob("spacy_mlre-*.whl"))
+    assert len(own_wheels) == 1
+    env = tmp_path / "venv"
+    venv.create(env, with_pip=True)
+    python = env / "bin" / "python"
+    # spaCy, torch & co. come from this environment's site-packages (a plain path
+    # entry, so the editable install's .pth of spacy_mlre is not processed there)
+    site = Path(_run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                     cwd=tmp_path).stdout.strip())
+    import sysconfig
+
+    (site / "parent_env.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    probe = _run([str(python), "-c", "import importlib.util as u; print(u.find_spec('spacy_mlre') is None)"],
+                 cwd=tmp_path)
+    assert probe.stdout.strip() == "True", "spacy_mlre must come from the installed wheel only"
+    _run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(own_wheels[0]),
+          str(model_wheels[0])], cwd=tmp_path)
+    script = (
+        "import json, sys, spacy\n"
+        "from spacy.tokens import Span\n"
+        "assert 'spacy_mlre' not in sys.modules\n"
+        "nlp = spacy.load('xx_mlre_pair_tiny')\n"
+        "doc = nlp.make_doc('Zofia works for Acme .')\n"
+        "doc.ents = [Span(doc, 0, 1, 'PER'), Span(doc, 3, 4, 'ORG')]\n"
+        "doc = nlp(doc)\n"
+        "print(json.dumps(sorted([r.head.text, r.label, r.tail.text] for r in doc._.relations)))\n"
+    )
+    result = _run([str(python), "-c", script], cwd=tmp_path)
+    assert json.loads(result.stdout) == [["Acme", "employs", "Zofia"], ["Zofia", "works_for", "Acme"]]
+
+
+def test_assets_come_from_the_mirror_and_are_verified(tmp_path):
+    mirror = tmp_path / "mirror"
+    (mirror / "data").mkdir(parents=True)
+    (mirror / "data" / "train.json").write_text('{"text": "x"}\n')
+    checksum = _md5(mirror / "data" / "train.json")
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "project.yml").write_text(
+        f'assets:\n  - dest: "assets/data/train.json"\n    url: "https://example.invalid/train.json"\n'
+        f'    checksum: "{checksum}"\n'
+    )
+    done = fetch_assets(project, mirror)
+    assert done[0]["source"].startswith("mirror") and (project / "assets" / "data" / "train.json").exists()
+    assert fetch_assets(project, mirror)[0]["source"] == "cached"
+    (project / "assets" / "data" / "train.json").unlink()
+    (mirror / "data" / "train.json").write_text('{"text": "tampered"}\n')
+    with pytest.raises(ValueError, match="Checksum mismatch for asset assets/data/train.json"):
+        fetch_assets(project, mirror)
+
+
+def test_project_assets_match_the_shared_mirror(tmp_path):
+    """The pinned CrossRE assets of the default workflow are in the mirror with their checksums."""
+    from mlre_testing import DATASETS
+
+    if not (DATASETS / "crossre" / "crossre_data").exists():
+        pytest.skip("datasets mirror not available")
+    shutil.copy(ROOT / "project.yml", tmp_path / "project.yml")
+    done = fetch_assets(tmp_path, DATASETS, only=["assets/crossre/crossre_data"])
+    assert len(done) == 18 and all(item["source"].startswith("mirror") for item in done)
