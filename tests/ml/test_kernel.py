@@ -18,7 +18,7 @@ from spacy_mlre.ml.models.kernel import build_kernel_matrix
 from spacy_mlre.pipeline.candidates import Candidates
 from spacy_mlre.relations import relation_keys
 
-from mlre_testing import ROOT, make_doc
+from mlre_testing import ROOT, make_doc, numeric_grad
 
 
 def _sigmoid(x):
@@ -140,10 +140,10 @@ def test_loss_equals_eq9_reference_and_gradients_match():
     # the targets protocol: backprop gets targets + weights and differentiates Eq. 9
     dEb, dEp, _ = backprop(numpy.concatenate([targets, weights[:, None]], axis=1).astype("float32"))
     f = lambda **kw: _eq9_reference(cands, lengths, **{**dict(Eb=Eb, Ep=Ep, W_h=W_h, W_t=W_t), **kw}, targets=targets, weights=weights)  # noqa: E731
-    numpy.testing.assert_allclose(dEb, _numeric_grad(lambda X: f(Eb=X), Eb), rtol=1e-3, atol=1e-5)
-    numpy.testing.assert_allclose(dEp, _numeric_grad(lambda X: f(Ep=X), Ep), rtol=1e-3, atol=1e-5)
-    numpy.testing.assert_allclose(model.get_grad("W_h"), _numeric_grad(lambda W: f(W_h=W), W_h), rtol=1e-3, atol=1e-5)
-    numpy.testing.assert_allclose(model.get_grad("W_t"), _numeric_grad(lambda W: f(W_t=W), W_t), rtol=1e-3, atol=1e-5)
+    numpy.testing.assert_allclose(dEb, numeric_grad(lambda X: f(Eb=X), Eb), rtol=1e-3, atol=1e-5)
+    numpy.testing.assert_allclose(dEp, numeric_grad(lambda X: f(Ep=X), Ep), rtol=1e-3, atol=1e-5)
+    numpy.testing.assert_allclose(model.get_grad("W_h"), numeric_grad(lambda W: f(W_h=W), W_h), rtol=1e-3, atol=1e-5)
+    numpy.testing.assert_allclose(model.get_grad("W_t"), numeric_grad(lambda W: f(W_t=W), W_t), rtol=1e-3, atol=1e-5)
 
 
 def test_gradient_wrt_pair_logits():
@@ -157,7 +157,7 @@ def test_gradient_wrt_pair_logits():
         _, (y, _) = _run_kernel(cands, lengths, X, Ep, W_h, W_t)
         return float((y.astype("float64") * R).sum())
 
-    numpy.testing.assert_allclose(dEb, _numeric_grad(f, Eb, eps=1e-2), rtol=2e-2, atol=2e-3)
+    numpy.testing.assert_allclose(dEb, numeric_grad(f, Eb, eps=1e-2), rtol=2e-2, atol=2e-3)
 
 
 def _pair_block(cands, lengths, Eb, Ep, W_h, W_t, p, nK=2):
@@ -170,18 +170,6 @@ def _pair_block(cands, lengths, Eb, Ep, W_h, W_t, p, nK=2):
     return numpy.einsum("mik,nik->mni", H, T).reshape(-1, H.shape[1])
 
 
-def _numeric_grad(f, X, eps=1e-5):
-    X = X.astype("float64").copy()
-    grad = numpy.zeros_like(X)
-    for idx in numpy.ndindex(*X.shape):
-        old = X[idx]
-        X[idx] = old + eps
-        up = f(X)
-        X[idx] = old - eps
-        down = f(X)
-        X[idx] = old
-        grad[idx] = (up - down) / (2 * eps)
-    return grad
 
 
 def test_tail_attention_ignores_padding_and_empty_docs():

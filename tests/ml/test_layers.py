@@ -2,20 +2,10 @@ import numpy
 import pytest
 from thinc.api import NumpyOps
 
+from mlre_testing import numeric_grad
 from spacy_mlre.ml.layers.spans import gather_rows, mean_between, span_pooler, span_token_indices
 
 
-def _numeric_grad(f, X, eps=1e-3):
-    grad = numpy.zeros_like(X)
-    for idx in numpy.ndindex(*X.shape):
-        old = X[idx]
-        X[idx] = old + eps
-        up = f(X)
-        X[idx] = old - eps
-        down = f(X)
-        X[idx] = old
-        grad[idx] = (up - down) / (2 * eps)
-    return grad
 
 
 def test_span_token_indices():
@@ -39,7 +29,7 @@ def test_span_pooler_values_and_gradient(pooling):
     numpy.testing.assert_allclose(Y, expected, rtol=1e-5)
     W = rng.normal(size=Y.shape)
     dX, _ = backprop((W).astype("float32"))
-    num = _numeric_grad(lambda X_: float((model.predict((X_.astype("float32"), spans)) * W).sum()), X.copy())
+    num = numeric_grad(lambda X_: float((model.predict((X_.astype("float32"), spans)) * W).sum()), X.copy(), eps=1e-3)
     numpy.testing.assert_allclose(dX, num, rtol=1e-2, atol=1e-3)
 
 
@@ -54,7 +44,7 @@ def test_mean_between_values_empty_rows_and_gradient():
     numpy.testing.assert_allclose(Y[3], X.mean(0), rtol=1e-5)
     W = rng.normal(size=Y.shape).astype("float32")
     dX, _ = backprop(W)
-    num = _numeric_grad(lambda X_: float((model.predict((X_.astype("float32"), spans)) * W).sum()), X.astype("float64"))
+    num = numeric_grad(lambda X_: float((model.predict((X_.astype("float32"), spans)) * W).sum()), X.astype("float64"), eps=1e-3)
     numpy.testing.assert_allclose(dX, num, rtol=1e-2, atol=1e-3)
 
 

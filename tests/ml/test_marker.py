@@ -11,7 +11,7 @@ from spacy.training import Example
 from spacy.util import fix_random_seed
 from thinc.api import Config
 
-from mlre_testing import ROOT, make_doc
+from mlre_testing import LOAD_SCRIPT, ROOT, make_doc
 from spacy_mlre.ml.layers.markers import (
     FIXED_MARKERS,
     PairPlan,
@@ -243,17 +243,6 @@ def test_tiny_bert_window_fits_position_limit(nlp, tiny_bert, one_thread):
     assert pipe.model.predict(([doc], cands)).shape == (2, 1)
 
 
-LOAD_SCRIPT = """
-import json, sys
-import spacy
-from spacy.tokens import Span
-assert "spacy_mlre" not in sys.modules
-nlp = spacy.load(sys.argv[1])
-doc = nlp.make_doc("Zofia works for Acme .")
-doc.ents = [Span(doc, 0, 1, "PER"), Span(doc, 3, 4, "ORG")]
-doc = nlp(doc)
-print(json.dumps([[r.head.text, r.label, r.tail.text] for r in doc._.relations]))
-"""
 
 
 @pytest.mark.parametrize(

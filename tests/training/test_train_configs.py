@@ -8,7 +8,7 @@ import pytest
 import spacy
 from spacy.tokens import DocBin
 
-from mlre_testing import ROOT
+from mlre_testing import LOAD_SCRIPT, ROOT
 
 CONFIGS = ROOT / "configs"
 
@@ -21,17 +21,6 @@ def _train(config, corpus, out, *overrides):
     return result
 
 
-LOAD_SCRIPT = """
-import json, sys
-import spacy
-from spacy.tokens import Span
-assert "spacy_mlre" not in sys.modules
-nlp = spacy.load(sys.argv[1])
-doc = nlp.make_doc("Zofia works for Acme .")
-doc.ents = [Span(doc, 0, 1, "PER"), Span(doc, 3, 4, "ORG")]
-doc = nlp(doc)
-print(json.dumps([[r.head.text, r.label, r.tail.text] for r in doc._.relations]))
-"""
 
 
 def test_spacy_train_pair_tok2vec_and_load_without_import(tiny_corpus, tmp_path):
