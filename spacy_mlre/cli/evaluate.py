@@ -12,6 +12,7 @@ from typing import Any, Dict, List, Optional
 
 import typer
 from spacy.training import Example
+from tqdm import tqdm
 
 from . import app
 
@@ -41,14 +42,23 @@ def evaluate_pipeline(
     nlp = spacy.load(model)
     examples: List[Example] = list(RelationCorpus(data, gold_ents=gold_ents, langs=langs)(nlp))
     start = time.perf_counter()
-    for eg, doc in zip(examples, nlp.pipe((eg.predicted for eg in examples), batch_size=batch_size)):
+    docs = nlp.pipe((eg.predicted for eg in examples), batch_size=batch_size)
+    for eg, doc in zip(examples, tqdm(docs, total=len(examples), desc="evaluate", unit=" docs", leave=False, disable=None)):
         eg.predicted = doc
     seconds = time.perf_counter() - start
     scores: Dict[str, Any] = Scorer(nlp=nlp).score(examples)
     scores.update(score_relations(examples, labels=labels))
     scores["words_per_second"] = sum(len(eg.predicted) for eg in examples) / max(seconds, 1e-9)
     for name in metrics or []:
-        scores.update(get_metric(name)(examples))
+        metric = get_metric(name)
+        # a metric that re-runs the model (bags) says so with `needs_nlp`
+        scores.update(metric(examples, nlp=nlp) if getattr(metric, "needs_nlp", False) else metric(examples))
+    if "joint" in (metrics or []):
+        from ..metrics.joint import router_probabilities
+
+        router = router_probabilities(nlp)
+        if router:
+            scores["router_probabilities"] = router
     scores["n_docs"] = len(examples)
     scores["model"] = str(model)
     scores["gold_ents"] = gold_ents
@@ -62,6 +72,11 @@ def scores_markdown(scores: Dict[str, Any], title: str = "Relation extraction") 
     for key in ("rel_micro_p", "rel_micro_r", "rel_micro_f", "rel_macro_f", "semeval_macro_f1"):
         if key in scores:
             lines.append(f"| {key} | {pct(scores[key])} |")
+    bags = scores.get("bags")
+    if bags:
+        for key in ("auc", "p@100", "p@200", "p@300", "p@r0.1", "p@r0.2", "p@r0.3"):
+            lines.append(f"| bag {key} | {pct(bags[key])} |")
+        lines.append(f"| bags (multilingual) / facts | {bags['n_bags']} ({bags['n_multilingual_bags']}) / {bags['n_facts']} |")
     lines.append(f"| docs | {scores.get('n_docs', '')} |")
     for section, key in (("label", "rel_f_per_label"), ("language", "rel_f_per_lang")):
         table = scores.get(key) or {}
@@ -74,6 +89,10 @@ def scores_markdown(scores: Dict[str, Any], title: str = "Relation extraction") 
         lines += ["", "| docs (overlap) | docs | gold | P | R | F |", "|---|---|---|---|---|---|"]
         lines += [f"| {name} | {v['docs']} | {v['gold']} | {pct(v['p'])} | {pct(v['r'])} | {pct(v['f'])} |"
                   for name, v in overlap.items()]
+    if "joint_triple_f" in scores:
+        lines += ["", "| joint (mERE) | P | R | F |", "|---|---|---|---|"]
+        for view in ("triple", "pair", "relation", "head", "tail"):
+            lines.append(f"| {view} | {pct(scores[f'joint_{view}_p'])} | {pct(scores[f'joint_{view}_r'])} | {pct(scores[f'joint_{view}_f'])} |")
     return "\n".join(lines) + "\n"
 
 
@@ -125,4 +144,12 @@ def evaluate_cli(
         (output_dir / "scores.json").write_text(json.dumps(scores, indent=2, ensure_ascii=False), encoding="utf8")
         (output_dir / "scores.md").write_text(md, encoding="utf8")
         plot_per_language(scores, output_dir / "f1_per_language.png")
+        if "bags" in scores:
+            from ..metrics.bags import plot_pr_curve
+
+            plot_pr_curve(scores, output_dir / "pr_curve.png")
+        if scores.get("router_probabilities"):
+            from ..metrics.joint import plot_router_heatmap
+
+            plot_router_heatmap(scores["router_probabilities"], output_dir / "router_heatmap.png")
         typer.echo(f"Wrote {output_dir}")

@@ -20,6 +20,7 @@ import srsly
 from spacy.tokens import Doc, DocBin, Span
 from spacy.util import filter_spans
 from spacy.vocab import Vocab
+from tqdm import tqdm
 
 from ..relations import Relation, get_relation_rows
 
@@ -400,7 +401,9 @@ def convert_source(
     """Convert one file into `docbin`, counting into `stats`. A malformed record
     raises ConversionError (file, line, reason) unless skip_invalid, in which
     case it is counted under its kind and skipped."""
-    for line, raw in conv.read(source.path):
+    # a progress bar on a terminal only (disable=None), so logs stay clean
+    records = tqdm(conv.read(source.path), desc=source.path.name, unit=" records", leave=False, disable=None)
+    for line, raw in records:
         try:
             ex = conv.parse(raw, source)
             if ex.doc_id is None:
