@@ -10,9 +10,11 @@ from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer, set_dropout_rate
 from thinc.types import Floats2d
 
+from ..language import get_lang
 from ..relations import RelationKey, _describe_doc, get_relation_rows, relation_keys, set_relation_rows
 from ..scorer import score_relations
 from .candidates import Candidates, build_candidates, get_entities
+from .joint import JointBatch, JointOutput
 
 default_model_config = """
 [model]
@@ -110,6 +112,9 @@ class RelationExtractor(TrainablePipe):
     relation in training). The model returns one logit per pair and output;
     `multi_label` decodes with a sigmoid and per-label thresholds,
     single-label with a softmax over the labels plus a no-relation output.
+    A joint model (`model.attrs["protocol"] == "joint"`, e.g. MERE) finds the
+    head and tail spans itself and uses the entities only to constrain its
+    decoding (pipeline/joint.py).
     """
 
     def __init__(
@@ -223,9 +228,17 @@ class RelationExtractor(TrainablePipe):
 
     # Prediction -----------------------------------------------------------
 
-    def predict(self, docs: Iterable[Doc]) -> Tuple[Candidates, Floats2d]:
-        """Probabilities for every candidate pair and output, with the candidates."""
+    @property
+    def is_joint(self) -> bool:
+        """Whether the model follows the joint protocol (finds the spans itself, see pipeline/joint.py)."""
+        return self.model.attrs.get("protocol") == "joint"
+
+    def predict(self, docs: Iterable[Doc]):
+        """Probabilities for every candidate pair and output, with the candidates;
+        for a joint model, its decoded triples (a JointOutput)."""
         docs = list(docs)
+        if self.is_joint:
+            return self.model.predict(self._joint_batch(docs, constrain=True))
         cands = self.get_candidates(docs)
         if cands.n_pairs == 0:
             return cands, numpy.zeros((0, self._n_outputs), dtype="float32")
@@ -241,6 +254,9 @@ class RelationExtractor(TrainablePipe):
     def set_annotations(self, docs: Iterable[Doc], cands_scores: Tuple[Candidates, Floats2d]) -> None:
         """Write the decoded relations to `doc._.relations` (replacing any)."""
         docs = list(docs)
+        if isinstance(cands_scores, JointOutput):
+            self._set_joint_annotations(docs, cands_scores)
+            return
         cands, scores = cands_scores
         scores = numpy.asarray(scores)
         thresholds = self._thresholds()
@@ -287,6 +303,8 @@ class RelationExtractor(TrainablePipe):
         for eg in examples:
             self._validate_gold(eg)
         docs = [eg.predicted for eg in examples]
+        if self.is_joint:
+            return self._update_joint(examples, drop=drop, sgd=sgd, losses=losses)
         cands = self.get_candidates(docs, [self._training_entities(eg) for eg in examples])
         if cands.n_pairs == 0:
             return losses
@@ -339,10 +357,21 @@ class RelationExtractor(TrainablePipe):
         of a gradient, and the loss reported here is the pipe's pair-level one.
         """
         examples = list(examples)
+        if isinstance(cands_logits, JointOutput):
+            return self._get_joint_loss(examples, cands_logits)
         cands, logits = cands_logits
         ops = self.model.ops
         logits_np = ops.to_numpy(logits)
         targets = self.get_targets(examples, cands)
+        loss, d_logits, packed = self._label_loss(logits_np, targets)
+        if self.model.attrs.get("loss") == "targets":
+            return loss, ops.asarray2f(packed)
+        return loss, ops.asarray2f(d_logits)
+
+    def _label_loss(self, logits_np: numpy.ndarray, targets: numpy.ndarray) -> Tuple[float, numpy.ndarray, numpy.ndarray]:
+        """The loss over rows (candidate pairs, or docs for a joint model) of
+        label targets: the loss, its weighted gradient, and the targets packed
+        with a last column of normalised row weights."""
         positive = targets.any(axis=1)
         weights = numpy.where(positive, 1.0, self.cfg["negative_weight"]).astype("float32")
         rate = self.cfg["negative_sampling"]
@@ -362,11 +391,68 @@ class RelationExtractor(TrainablePipe):
             per_pair = -(dist * numpy.log(probs + eps)).sum(axis=1)
             d_logits = probs - dist
         loss = float((per_pair * weights).sum() / n_kept)
-        if self.model.attrs.get("loss") == "targets":
-            packed = numpy.concatenate([dist, (weights / n_kept)[:, None]], axis=1)
-            return loss, ops.asarray2f(packed.astype("float32"))
+        packed = numpy.concatenate([dist, (weights / n_kept)[:, None]], axis=1).astype("float32")
         d_logits = d_logits * (weights[:, None] / n_kept)
-        return loss, ops.asarray2f(d_logits.astype("float32"))
+        return loss, d_logits.astype("float32"), packed
+
+    # Joint models ---------------------------------------------------------
+
+    def _joint_batch(self, docs: List[Doc], *, constrain: bool) -> JointBatch:
+        """The joint model's input: entities constrain decoding where a doc has
+        entity annotation (an NER upstream, or the corpus reader's gold ents)."""
+        spans = None
+        if constrain:
+            key = self.cfg["spans_key"]
+            spans = [
+                numpy.array([(e.start, e.end) for e in get_entities(doc, key)], dtype="int64").reshape((-1, 2))
+                if self._has_entity_annotation(doc) else None
+                for doc in docs
+            ]
+        return JointBatch(
+            docs=docs, langs=[get_lang(doc) for doc in docs], n_labels=len(self.labels),
+            multi_label=self.cfg["multi_label"], spans=spans, thresholds=self._thresholds(),
+        )
+
+    def _joint_gold(self, eg: Example) -> numpy.ndarray:
+        """(k, 5) gold rows (head start, head end, tail start, tail end, label index)."""
+        index = {label: i for i, label in enumerate(self.labels)}
+        rows = [(hs, he, ts, te, index[label]) for hs, he, ts, te, label in _gold_keys(eg)]
+        return numpy.array(rows, dtype="int64").reshape((-1, 5))
+
+    def _update_joint(self, examples: List[Example], *, drop: float, sgd: Optional[Optimizer], losses: Dict[str, float]) -> Dict[str, float]:
+        batch = self._joint_batch([eg.predicted for eg in examples], constrain=False)
+        batch.gold = [self._joint_gold(eg) for eg in examples]
+        set_dropout_rate(self.model, drop)
+        output, backprop = self.model.begin_update(batch)
+        loss, d_logits = self.get_loss(examples, output)
+        backprop(d_logits)
+        if sgd is not None:
+            self.finish_update(sgd)
+        losses[self.name] += loss
+        return losses
+
+    def _get_joint_loss(self, examples: List[Example], output: JointOutput) -> Tuple[float, Floats2d]:
+        """beta * the relation loss over docs (targets: the labels a doc's gold
+        triples carry) plus the model's span loss; the gradient is the
+        relation logits' only (the model adds its span gradient itself)."""
+        targets = numpy.zeros((len(examples), len(self.labels)), dtype="float32")
+        for i, eg in enumerate(examples):
+            targets[i, self._joint_gold(eg)[:, 4]] = 1.0
+        beta = float(self.model.attrs.get("relation_weight", 1.0))
+        loss, d_logits, _ = self._label_loss(self.model.ops.to_numpy(output.relation_logits), targets)
+        return beta * loss + float(output.span_loss), self.model.ops.asarray2f(beta * d_logits)
+
+    def _set_joint_annotations(self, docs: List[Doc], output: JointOutput) -> None:
+        """Rows from the model's triples; a span that is one of the doc's
+        entities keeps its entity label, other spans have none."""
+        key = self.cfg["spans_key"]
+        for doc, triples in zip(docs, output.triples or [[] for _ in docs]):
+            ent_labels = {(e.start, e.end): e.label_ for e in get_entities(doc, key)}
+            rows = [
+                [hs, he, ent_labels.get((hs, he), ""), ts, te, ent_labels.get((ts, te), ""), self.labels[r], float(score), None]
+                for hs, he, ts, te, r, score in triples
+            ]
+            set_relation_rows(doc, rows)
 
     def initialize(
         self,
@@ -394,6 +480,17 @@ class RelationExtractor(TrainablePipe):
         self._require_labels()
         self.cfg["allowed_types"] = sorted([h, t] for h, t in type_pairs)
         docs = [eg.predicted for eg in sample]
+        if self.is_joint:
+            batch = self._joint_batch(docs, constrain=False)
+            batch.gold = [self._joint_gold(eg) for eg in sample]
+            lang_labels: Dict[str, Set[int]] = {}
+            index = {label: i for i, label in enumerate(self.labels)}
+            for eg in get_examples():
+                seen = lang_labels.setdefault(get_lang(eg.reference), set())
+                seen.update(index[key[4]] for key in relation_keys(eg.reference) if key[4] in index)
+            batch.lang_labels = {lang: sorted(seen) for lang, seen in lang_labels.items()}
+            self.model.initialize(X=batch, Y=self.model.ops.alloc2f(len(docs), self._n_outputs))
+            return
         cands = self.get_candidates(docs, [self._training_entities(eg) for eg in sample])
         Y = self.model.ops.alloc2f(cands.n_pairs, self._n_outputs)
         self.model.initialize(X=(docs, cands), Y=Y)
@@ -412,7 +509,7 @@ class RelationExtractor(TrainablePipe):
                     "add_label() or let initialize() read the labels from the data."
                 )
             for role, start, end in (("head", hs, he), ("tail", ts, te)):
-                if (start, end) not in ents:
+                if (start, end) not in ents and not self.is_joint:  # a joint model finds its own spans
                     raise ValueError(
                         f"The {role} of relation {label!r} in {_describe_doc(ref)}, entity "
                         f"{ref[start:end].text!r} (tokens {start}:{end}), is not among the "
@@ -426,6 +523,8 @@ class RelationExtractor(TrainablePipe):
         thresholds are stored in the component (and saved with it)."""
         if not self.cfg["multi_label"]:
             raise ValueError("Per-label thresholds apply to multi_label decoding only.")
+        if self.is_joint:
+            raise ValueError("Per-label thresholds are tuned on candidate pairs; a joint model (MERE) decodes its own spans: use the global threshold.")
         examples = list(examples)
         grid = numpy.asarray(grid if grid is not None else numpy.arange(0.05, 1.0, 0.05), dtype="float32")
         docs = [eg.predicted for eg in examples]
