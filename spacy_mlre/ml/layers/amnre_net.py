@@ -1,0 +1,219 @@
+"""The AMNRE network (paper section 3) as one torch module.
+
+Per language j an individual encoder E^I_j and a consistent encoder E^C_j
+(Eq. 6); language-individual attention over a bag's sentences of language j
+with per-language relation queries r_j (Eq. 7-8) and language-consistent
+attention over all the bag's sentences with shared queries r-bar (Eq. 9-10);
+log p(r|T) = log p(r|s-bar) + sum_j log p(r|s_j) (Eq. 11-12). A discriminator
+predicts the language of consistent embeddings (Eq. 14) and is played against
+the consistent encoders (Eq. 16), either by the paper's alternating updates or
+by gradient reversal; the orthogonality penalty (Eq. 17) pushes individual and
+consistent spaces apart.
+
+Switches for the paper's ablations and baselines: `individual` / `consistent`
+(Joint and the mono-lingual model use individual only), `share_relations`
+(the Share baseline: one set of relation queries and matrices for every
+language), `share_encoders` (MNRE-style: one encoder per language whose
+embedding feeds both attentions), `adversarial` null (noA), `orthogonality` 0 (noO).
+"""
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .adversarial import Discriminator, grad_reverse, orthogonality_penalty
+from .selective_attention import diagonal_log_probs, segment_softmax
+from .sentence_encoders import build_sentence_encoder
+
+ADVERSARIAL = (None, "alternating", "reversal")
+
+
+class AMNRENet(nn.Module):
+    def __init__(self, cfg: Dict[str, Any]) -> None:
+        super().__init__()
+        self.cfg = dict(cfg)
+        if cfg["adversarial"] not in ADVERSARIAL:
+            raise ValueError(f"adversarial must be null, 'alternating' or 'reversal', got {cfg['adversarial']!r}.")
+        if not (cfg["individual"] or cfg["consistent"]):
+            raise ValueError("AMNRE needs the individual or the consistent part (or both).")
+        if cfg["adversarial"] and not cfg["consistent"]:
+            raise ValueError("Adversarial training acts on the consistent encoders: set consistent = true.")
+        if cfg["adversarial"] and cfg["share_encoders"]:
+            raise ValueError("share_encoders (MNRE-style) has no separate consistent encoders to train adversarially.")
+        n_langs, n_rel = len(cfg["langs"]), cfg["n_rel"]
+
+        def encoders() -> nn.ModuleList:
+            return nn.ModuleList([
+                build_sentence_encoder(cfg["encoder"], cfg["word_width"], cfg["position_width"], cfg["hidden_width"],
+                                       cfg["window"], cfg["dropout"], cfg["max_position"])
+                for _ in range(n_langs)
+            ])
+
+        self.individual = encoders() if cfg["individual"] or cfg["share_encoders"] else None
+        self.consistent = encoders() if cfg["consistent"] and not cfg["share_encoders"] else None
+        width = (self.individual or self.consistent)[0].width
+        self.width = width
+        n_rel_sets = 1 if cfg["share_relations"] else n_langs
+        if cfg["individual"]:
+            self.ind_queries = nn.Parameter(torch.empty(n_rel_sets, n_rel, width))
+            self.ind_R = nn.Parameter(torch.empty(n_rel_sets, n_rel, width))
+            self.ind_d = nn.Parameter(torch.zeros(n_rel_sets, n_rel))
+            for p in (self.ind_queries, self.ind_R):
+                nn.init.xavier_uniform_(p.view(-1, width))
+        if cfg["consistent"]:
+            self.cons_queries = nn.Parameter(torch.empty(n_rel, width))
+            self.cons_R = nn.Parameter(torch.empty(n_rel, width))
+            self.cons_d = nn.Parameter(torch.zeros(n_rel))
+            nn.init.xavier_uniform_(self.cons_queries)
+            nn.init.xavier_uniform_(self.cons_R)
+        self.discriminator = (
+            Discriminator(width, n_langs, cfg["discriminator_width"], cfg["discriminator_dropout"])
+            if cfg["adversarial"] else None
+        )
+        self._optimizers: Optional[Tuple[torch.optim.Optimizer, torch.optim.Optimizer]] = None
+
+    # encoders ---------------------------------------------------------------
+
+    def _encode(self, encoders: nn.ModuleList, words, lengths, sent_lang, pair_sent, heads, tails) -> torch.Tensor:
+        """Each pair through the encoder of its sentence's language."""
+        pair_lang = sent_lang[pair_sent]
+        out = words.new_zeros((pair_sent.shape[0], self.width))
+        for j in torch.unique(pair_lang).tolist():
+            sents = torch.nonzero(sent_lang == j).view(-1)
+            local = torch.full_like(sent_lang, -1)
+            local[sents] = torch.arange(sents.shape[0], device=sents.device)
+            rows = torch.nonzero(pair_lang == j).view(-1)
+            y = encoders[j](words[sents], lengths[sents], local[pair_sent[rows]], heads[rows], tails[rows])
+            out = out.index_copy(0, rows, y)
+        return out
+
+    def encode(self, words, lengths, sent_lang, pair_sent, heads, tails) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+        """Individual and consistent embeddings of every pair (None where switched off)."""
+        args = (words, lengths, sent_lang, pair_sent, heads, tails)
+        ind = self._encode(self.individual, *args) if self.individual is not None else None
+        if self.consistent is not None:
+            cons = self._encode(self.consistent, *args)
+        else:
+            cons = ind if self.cfg["consistent"] else None
+        return ind, cons
+
+    # attention and prediction -------------------------------------------------
+
+    def bag_log_probs(self, ind, cons, pair_lang, pair_bag, n_bags) -> torch.Tensor:
+        """log p(r|T) of Eq. 11 for every bag and relation, each relation its own query."""
+        n_rel = self.cfg["n_rel"]
+        ref = ind if ind is not None else cons
+        total = ref.new_zeros((n_bags, n_rel))
+        if self.cfg["individual"]:
+            n_langs = len(self.cfg["langs"])
+            groups, group_index = torch.unique(pair_bag * n_langs + pair_lang, return_inverse=True)
+            sets = torch.zeros_like(groups) if self.cfg["share_relations"] else groups % n_langs
+            row_set = sets[group_index]
+            scores = torch.einsum("pk,prk->pr", ind, self.ind_queries[row_set])
+            alpha = segment_softmax(scores, group_index, groups.shape[0])
+            S = ind.new_zeros((groups.shape[0], n_rel, self.width)).index_add(
+                0, group_index, alpha[:, :, None] * ind[:, None, :]
+            )
+            logits = torch.einsum("grk,gok->gro", S, self.ind_R[sets]) + self.ind_d[sets][:, None, :]
+            diag = torch.diagonal(F.log_softmax(logits, dim=-1), dim1=1, dim2=2)
+            total = total.index_add(0, groups // n_langs, diag)
+        if self.cfg["consistent"]:
+            scores = cons @ self.cons_queries.T
+            alpha = segment_softmax(scores, pair_bag, n_bags)
+            S = cons.new_zeros((n_bags, n_rel, self.width)).index_add(0, pair_bag, alpha[:, :, None] * cons[:, None, :])
+            total = total + diagonal_log_probs(S, self.cons_R, self.cons_d)
+        return total
+
+    def forward(self, words, lengths, sent_lang, pair_sent, heads, tails, pair_bag, n_bags):
+        ind, cons = self.encode(words, lengths, sent_lang, pair_sent, heads, tails)
+        pair_lang = sent_lang[pair_sent]
+        return self.bag_log_probs(ind, cons, pair_lang, pair_bag, n_bags), ind, cons
+
+    # losses -----------------------------------------------------------------
+
+    def penalty(self, ind, cons, pair_lang) -> torch.Tensor:
+        """Eq. 17 (zero when an embedding is missing or the encoders are shared)."""
+        if ind is None or self.consistent is None:
+            return ind.new_zeros(()) if ind is not None else cons.new_zeros(())
+        return orthogonality_penalty(ind, cons, pair_lang, range(len(self.cfg["langs"])))
+
+    def discriminator_loss(self, cons: torch.Tensor, pair_lang: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy of D predicting each consistent embedding's language (L^D_adv)."""
+        return F.cross_entropy(self.discriminator(cons), pair_lang)
+
+    def adversarial_steps(self, words, lengths, sent_lang, pair_sent, heads, tails, n_pairs: int = 0,
+                          generator: Optional[torch.Generator] = None) -> Dict[str, float]:
+        """The paper's alternating updates before each extraction update (ratio
+        1:1:5 = extraction : discriminator : encoder steps by default): D minimises
+        L^D_adv on detached consistent embeddings, then the consistent encoders
+        minimise L^E_adv = sum log D(E^C(x))[j] (Eq. 16), each with its own Adam."""
+        ratio = self.cfg["adversarial_ratio"]
+        if n_pairs and pair_sent.shape[0] > n_pairs:
+            pick = torch.randperm(pair_sent.shape[0], generator=generator)[:n_pairs]
+            pair_sent, heads, tails = pair_sent[pick], heads[pick], tails[pick]
+        pair_lang = sent_lang[pair_sent]
+        if self._optimizers is None:
+            lr = self.cfg["adversarial_learn_rate"]
+            self._optimizers = (
+                torch.optim.Adam(self.discriminator.parameters(), lr=lr),
+                torch.optim.Adam(self.consistent.parameters(), lr=lr),
+            )
+        d_opt, e_opt = self._optimizers
+        args = (words, lengths, sent_lang, pair_sent, heads, tails)
+        losses = {"discriminator": 0.0, "fool": 0.0}
+        for _ in range(int(round(ratio[1] / ratio[0]))):
+            self.consistent.eval()
+            with torch.no_grad():
+                cons = self._encode(self.consistent, *args)
+            self.consistent.train()
+            self.discriminator.train()
+            loss = self.discriminator_loss(cons, pair_lang)
+            grads = torch.autograd.grad(loss, list(self.discriminator.parameters()))
+            _step(d_opt, self.discriminator.parameters(), grads)
+            losses["discriminator"] = loss.item()
+        for _ in range(int(round(ratio[2] / ratio[0]))):
+            self.discriminator.eval()
+            cons = self._encode(self.consistent, *args)
+            loss = -self.discriminator_loss(cons, pair_lang)  # = mean log D(E^C(x))[j]
+            grads = torch.autograd.grad(loss, list(self.consistent.parameters()), allow_unused=True)
+            _step(e_opt, self.consistent.parameters(), grads)
+            losses["fool"] = loss.item()
+        self.discriminator.train()
+        return losses
+
+    def training_loss(self, bag_log_probs, bag_dist, bag_weight, ind, cons, pair_lang) -> Dict[str, torch.Tensor]:
+        """Eq. 13 (-log p(r|T) with the gold relation as the query, weighted per
+        bag) + lambda_3 * Eq. 17 / n_bags (the paper sums both over a batch; we
+        divide both by its bag count) + the reversal-mode discriminator loss."""
+        n_bags = max(int((bag_weight > 0).sum()), 1)
+        parts = {"nre": -(bag_weight * (bag_dist * bag_log_probs).sum(dim=1)).sum()}
+        if self.cfg["orthogonality"]:
+            parts["penalty"] = self.cfg["orthogonality"] * self.penalty(ind, cons, pair_lang) / n_bags
+        if self.cfg["adversarial"] == "reversal":
+            parts["discriminator"] = self.discriminator_loss(
+                grad_reverse(cons, self.cfg["adversarial_weight"]), pair_lang
+            )
+        return parts
+
+
+def _step(optimizer: torch.optim.Optimizer, params, grads: Sequence[Optional[torch.Tensor]]) -> None:
+    params = list(params)
+    for p, g in zip(params, grads):
+        p.grad = None if g is None else g.detach()
+    optimizer.step()
+    for p in params:
+        p.grad = None
+
+
+def make_net(cfg: Dict[str, Any]) -> AMNRENet:
+    return AMNRENet(cfg)
+
+
+def config_keys() -> List[str]:
+    return [
+        "langs", "n_rel", "word_width", "encoder", "hidden_width", "window", "position_width", "max_position",
+        "dropout", "individual", "consistent", "share_encoders", "share_relations", "adversarial",
+        "adversarial_ratio", "adversarial_weight", "adversarial_learn_rate", "discriminator_width",
+        "discriminator_dropout", "orthogonality",
+    ]

@@ -1,0 +1,257 @@
+"""spacy_mlre.AMNRE.v1: adversarial multilingual neural relation extraction
+(paper: amnre-adversarial-multilingual-nre), a pair-scoring model of the
+`relation_extractor` pipe (single-label decoding: softmax with no-relation).
+
+word embeddings (the `embed` layer: spaCy's hash embeddings, or static vectors)
++ two position embeddings -> per-language individual and consistent CNN / BiGRU
+sentence encoders -> selective attention over bags -> log p(r|T) (Eq. 11).
+
+Bags: while training, the candidate pairs of a batch that share a bag key
+(`spacy_mlre.bags`) are one bag, so train with `spacy_mlre.bag_batcher.v1`,
+which keeps bags whole. The pipe's predict scores each pair as a bag of one
+(its own sentence); `spacy_mlre.bags.predict_bags` scores whole bags across a
+corpus. The network lives in `ml/layers/amnre_net.py`; this module turns docs
+and candidates into its tensors and runs it through a PyTorch shim, so thinc's
+optimizer trains it and the pipeline saves and loads it.
+"""
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy
+import srsly
+from spacy.tokens import Doc
+from spacy.util import registry
+from thinc.api import Model, PyTorchShim, torch2xp, xp2torch
+from thinc.types import Floats2d
+
+from ...bags import KEY_SOURCES, pair_bag_keys
+from ...language import get_lang
+from ...pipeline.candidates import Candidates
+
+RelInputs = Tuple[List[Doc], Candidates]
+
+
+@registry.architectures("spacy_mlre.AMNRE.v1")
+def build_amnre(
+    embed: Model[List[Doc], List[Floats2d]],
+    langs: Optional[List[str]] = None,
+    encoder: str = "cnn",
+    hidden_width: Optional[int] = None,
+    window: int = 3,
+    position_width: int = 5,
+    max_position: int = 60,
+    dropout: float = 0.5,
+    individual: bool = True,
+    consistent: bool = True,
+    share_encoders: bool = False,
+    share_relations: bool = False,
+    adversarial: Optional[str] = "alternating",
+    adversarial_ratio: List[int] = [1, 1, 5],
+    adversarial_weight: float = 1.0,
+    adversarial_learn_rate: float = 0.001,
+    adversarial_pairs: int = 512,
+    discriminator_width: int = 2048,
+    discriminator_dropout: float = 0.1,
+    orthogonality: float = 0.02,
+    bag_keys: List[str] = list(KEY_SOURCES),
+    nO: Optional[int] = None,
+) -> Model[RelInputs, Floats2d]:
+    """Score every candidate pair for every label plus no-relation (log p(r|T)).
+
+    embed: token vectors (k_w wide; the paper's word embeddings).
+    langs: the languages with their own encoders; null takes them from the
+        initialization sample. A doc in any other language uses the first one's.
+    encoder: "cnn" (window 3, 230 filters) or "bigru" (200 per direction);
+        hidden_width null keeps those. position_width k_p; distances clipped to
+        +-max_position; dropout on sentence embeddings.
+    individual, consistent: the two halves of the model (Joint / mono-lingual
+        baselines: consistent = false). share_encoders: MNRE-style, one encoder
+        per language feeds both attentions. share_relations: the Share baseline.
+    adversarial: "alternating" (the paper: per batch, extraction : discriminator
+        : encoder updates in `adversarial_ratio`, the latter two with Adam at
+        `adversarial_learn_rate` on at most `adversarial_pairs` pairs), "reversal"
+        (gradient reversal scaled by `adversarial_weight`, one pass) or null (noA).
+    discriminator_width, discriminator_dropout: the 2-layer MLP discriminator.
+    orthogonality: lambda_3 of the penalty (0: noO).
+    bag_keys: sources of the bag key of a pair while training (spacy_mlre.bags).
+    """
+    cfg = {
+        "langs": list(langs) if langs else None, "encoder": encoder, "hidden_width": hidden_width,
+        "window": window, "position_width": position_width, "max_position": max_position, "dropout": dropout,
+        "individual": individual, "consistent": consistent, "share_encoders": share_encoders,
+        "share_relations": share_relations, "adversarial": adversarial, "adversarial_ratio": list(adversarial_ratio),
+        "adversarial_weight": adversarial_weight, "adversarial_learn_rate": adversarial_learn_rate,
+        "discriminator_width": discriminator_width, "discriminator_dropout": discriminator_dropout,
+        "orthogonality": orthogonality,
+    }
+    return Model(
+        "amnre",
+        _forward,
+        init=_init,
+        layers=[embed],
+        refs={"embed": embed},
+        shims=[AMNREShim(None)],
+        dims={"nO": nO},
+        attrs={"loss": "targets", "amnre_cfg": cfg, "bag_keys": list(bag_keys), "adversarial_pairs": adversarial_pairs},
+    )
+
+
+class AMNREShim(PyTorchShim):
+    """A PyTorch shim that rebuilds the network from its stored config when
+    loading, because the network's shape (languages, labels) is only known
+    after initialization."""
+
+    def to_bytes(self) -> bytes:
+        return srsly.msgpack_dumps({"config": self.cfg, "state": self._serialize_model(self._model)})
+
+    def from_bytes(self, bytes_data: bytes) -> "AMNREShim":
+        import torch
+
+        from ..layers.amnre_net import AMNRENet
+
+        msg = srsly.msgpack_loads(bytes_data)
+        self.cfg = msg["config"]
+        self._model = self._deserialize_model(AMNRENet(self.cfg), msg["state"], torch.device("cpu"))
+        return self
+
+
+def get_net(model: Model):
+    net = model.shims[0]._model
+    if net is None:
+        raise ValueError("The AMNRE model is not initialized: call nlp.initialize() first.")
+    return net
+
+
+def _init(model: Model, X: Optional[RelInputs] = None, Y: Optional[Floats2d] = None) -> None:
+    from ..layers.amnre_net import AMNRENet
+
+    embed = model.get_ref("embed")
+    docs = X[0] if X is not None else None
+    embed.initialize(X=docs)
+    if embed.has_dim("nO") and embed.get_dim("nO"):
+        word_width = embed.get_dim("nO")
+    elif docs:
+        word_width = embed.predict(docs)[0].shape[1]
+    else:
+        raise ValueError("AMNRE needs sample docs to infer the embedding width.")
+    if Y is not None:
+        model.set_dim("nO", Y.shape[1], force=True)
+    cfg = dict(model.attrs["amnre_cfg"])
+    if not cfg["langs"]:
+        if not docs:
+            raise ValueError("AMNRE needs `langs` or sample docs to know its languages.")
+        cfg["langs"] = sorted({get_lang(doc) for doc in docs})
+    cfg.update(n_rel=model.get_dim("nO"), word_width=word_width)
+    model.attrs["amnre_cfg"] = cfg
+    shim = model.shims[0]
+    shim._model = AMNRENet(cfg)
+    shim.cfg = cfg
+
+
+def _tensors(model: Model, docs: Sequence[Doc], cands: Candidates, is_train: bool):
+    """Padded word vectors and the index tensors of the network, plus the
+    embedding's backprop and the padding lengths."""
+    import torch
+
+    ops = model.ops
+    net = get_net(model)
+    tokvecs, bp_embed = model.get_ref("embed")(list(docs), is_train)
+    lengths = [len(doc) for doc in docs]
+    width = net.cfg["word_width"]
+    padded = ops.pad(tokvecs) if docs and max(lengths) else ops.alloc3f(len(docs), 1, width)
+    words = xp2torch(padded, requires_grad=is_train)
+    index = {code: i for i, code in enumerate(net.cfg["langs"])}
+    sent_lang = torch.tensor([index.get(get_lang(doc), 0) for doc in docs], dtype=torch.long)
+    pairs = cands.pairs
+    heads = torch.as_tensor(numpy.ascontiguousarray(cands.spans[pairs[:, 0]]), dtype=torch.long)
+    tails = torch.as_tensor(numpy.ascontiguousarray(cands.spans[pairs[:, 1]]), dtype=torch.long)
+    pair_sent = torch.as_tensor(cands.pair_doc, dtype=torch.long)
+    return words, torch.tensor(lengths, dtype=torch.long), sent_lang, pair_sent, heads, tails, bp_embed, lengths
+
+
+def candidate_bag_keys(docs: Sequence[Doc], cands: Candidates, sources: Sequence[str]) -> List[str]:
+    keys: List[str] = []
+    pair_offset = 0
+    for i, doc in enumerate(docs):
+        n = int(cands.pair_lengths[i])
+        rows = cands.pairs[pair_offset : pair_offset + n]
+        pairs = [(*cands.spans[h], *cands.spans[t]) for h, t in rows.tolist()]
+        keys.extend(pair_bag_keys(doc, pairs, sources))
+        pair_offset += n
+    return keys
+
+
+def _forward(model: Model, inputs: RelInputs, is_train: bool) -> Tuple[Floats2d, Callable]:
+    import torch
+
+    docs, cands = inputs
+    net = get_net(model)
+    words, lengths_t, sent_lang, pair_sent, heads, tails, bp_embed, lengths = _tensors(model, docs, cands, is_train)
+    if is_train:
+        keys = candidate_bag_keys(docs, cands, model.attrs["bag_keys"])
+        uniq = {k: i for i, k in enumerate(dict.fromkeys(keys))}
+        pair_bag = torch.tensor([uniq[k] for k in keys], dtype=torch.long)
+        n_bags = len(uniq)
+        if net.cfg["adversarial"] == "alternating" and cands.n_pairs:
+            net.adversarial_steps(words.detach(), lengths_t, sent_lang, pair_sent, heads, tails,
+                                  model.attrs["adversarial_pairs"])
+    else:
+        pair_bag = torch.arange(cands.n_pairs, dtype=torch.long)
+        n_bags = cands.n_pairs
+    net.train(is_train)
+    with torch.set_grad_enabled(is_train):
+        bag_lp, ind, cons = net(words, lengths_t, sent_lang, pair_sent, heads, tails, pair_bag, n_bags)
+        pair_lp = bag_lp[pair_bag]
+    logits = model.ops.asarray2f(torch2xp(pair_lp.detach()))
+
+    def backprop(dY: Floats2d) -> RelInputs:
+        """dY: the pipe's targets (label distribution incl. no-relation) plus a
+        last column of normalised pair weights (attrs["loss"] == "targets")."""
+        packed = torch.as_tensor(model.ops.to_numpy(dY), dtype=torch.float32)
+        dist, weight = packed[:, :-1], packed[:, -1]
+        bag_w = torch.zeros(n_bags).index_add(0, pair_bag, weight)
+        bag_dist = torch.zeros(n_bags, dist.shape[1]).index_add(0, pair_bag, weight[:, None] * dist)
+        bag_dist = bag_dist / bag_w.clamp(min=1e-12)[:, None]
+        kept = torch.zeros(n_bags).index_add(0, pair_bag, (weight > 0).float())
+        bag_w = torch.where(kept > 0, bag_w / kept.clamp(min=1), torch.zeros_like(bag_w))
+        bag_w = bag_w / bag_w.sum().clamp(min=1e-12)
+        parts = net.training_loss(bag_lp, bag_dist, bag_w, ind, cons, sent_lang[pair_sent])
+        loss = sum(parts.values())
+        model.attrs["last_losses"] = {k: v.item() for k, v in parts.items()}
+        loss.backward()
+        d_padded = torch2xp(words.grad) if words.grad is not None else model.ops.alloc3f(*words.shape)
+        bp_embed([model.ops.asarray2f(d_padded[i, :n]) for i, n in enumerate(lengths)])
+        return inputs
+
+    return logits, backprop
+
+
+def bag_log_probs(model: Model, docs: Sequence[Doc], cands: Candidates, keys: Sequence[str]) -> Tuple[List[str], numpy.ndarray]:
+    """log p(r|T) (labels then no-relation) of every bag among the candidates,
+    the pairs grouped by `keys` (one per candidate pair). Returns the bag keys
+    in first-seen order and a (n_bags, n_outputs) array."""
+    import torch
+
+    net = get_net(model)
+    uniq = {k: i for i, k in enumerate(dict.fromkeys(keys))}
+    if cands.n_pairs == 0:
+        return [], numpy.zeros((0, model.get_dim("nO")), dtype="float32")
+    words, lengths_t, sent_lang, pair_sent, heads, tails, _, _ = _tensors(model, docs, cands, False)
+    pair_bag = torch.tensor([uniq[k] for k in keys], dtype=torch.long)
+    net.eval()
+    with torch.no_grad():
+        bag_lp, _, _ = net(words, lengths_t, sent_lang, pair_sent, heads, tails, pair_bag, len(uniq))
+    return list(uniq), bag_lp.numpy()
+
+
+def pair_embeddings(model: Model, docs: Sequence[Doc], cands: Candidates) -> Dict[str, Any]:
+    """Individual and consistent embeddings of every candidate pair and its
+    language id, for checks such as the discriminator accuracy."""
+    import torch
+
+    net = get_net(model)
+    words, lengths_t, sent_lang, pair_sent, heads, tails, _, _ = _tensors(model, docs, cands, False)
+    net.eval()
+    with torch.no_grad():
+        ind, cons = net.encode(words, lengths_t, sent_lang, pair_sent, heads, tails)
+    return {"individual": None if ind is None else ind.numpy(), "consistent": None if cons is None else cons.numpy(),
+            "langs": sent_lang[pair_sent].numpy()}

@@ -1,0 +1,308 @@
+"""spacy_mlre.AMNRE.v1: attention and penalty against literal references, the
+discriminator's gradient, overfitting bags, bag-level prediction, save/load and
+the config variants."""
+import numpy
+import pytest
+import spacy
+from spacy.training import Example
+from spacy.util import fix_random_seed, load_config, registry
+from thinc.api import Adam
+
+from spacy_mlre.bags import pair_bag_keys, predict_bags
+from spacy_mlre.corpus.reader import make_input_doc
+
+from mlre_testing import ROOT, make_doc
+
+torch = pytest.importorskip("torch")
+
+from spacy_mlre.ml.layers.adversarial import grad_reverse, orthogonality_penalty  # noqa: E402
+from spacy_mlre.ml.layers.amnre_net import AMNRENet  # noqa: E402
+from spacy_mlre.ml.layers.selective_attention import diagonal_log_probs, segment_softmax, selective_attention  # noqa: E402
+from spacy_mlre.ml.layers.sentence_encoders import relative_positions  # noqa: E402
+
+EMBED = {"@architectures": "spacy.MultiHashEmbed.v2", "width": 16, "rows": [500, 100, 100, 100],
+         "attrs": ["NORM", "PREFIX", "SUFFIX", "SHAPE"], "include_static_vectors": False}
+
+
+def _net_cfg(**kw):
+    cfg = dict(langs=["en", "de"], n_rel=3, word_width=4, encoder="cnn", hidden_width=6, window=3, position_width=2,
+               max_position=5, dropout=0.0, individual=True, consistent=True, share_encoders=False,
+               share_relations=False, adversarial="reversal", adversarial_ratio=[1, 1, 5], adversarial_weight=0.5,
+               adversarial_learn_rate=0.01, discriminator_width=8, discriminator_dropout=0.0, orthogonality=0.02)
+    cfg.update(kw)
+    return cfg
+
+
+def _net_inputs():
+    """Three sentences (en, de, en) and five pairs in three bags."""
+    g = torch.Generator().manual_seed(0)
+    words = torch.randn(3, 7, 4, generator=g)
+    lengths = torch.tensor([7, 5, 6])
+    sent_lang = torch.tensor([0, 1, 0])
+    pair_sent = torch.tensor([0, 0, 1, 2, 2])
+    heads = torch.tensor([[0, 1], [2, 4], [0, 2], [1, 2], [4, 5]])
+    tails = torch.tensor([[2, 4], [0, 1], [3, 4], [4, 5], [0, 1]])
+    pair_bag = torch.tensor([0, 1, 0, 0, 2])
+    return words, lengths, sent_lang, pair_sent, heads, tails, pair_bag, 3
+
+
+# --- layers against literal references -----------------------------------------
+
+
+def test_relative_positions():
+    ids = relative_positions(torch.tensor([2]), torch.tensor([4]), 7, 3)
+    assert ids.tolist() == [[-2 + 3, -1 + 3, 3, 3, 1 + 3, 2 + 3, 3 + 3]]
+
+
+def test_attention_equals_a_loop_reference():
+    g = torch.Generator().manual_seed(1)
+    Y, Q = torch.randn(6, 4, generator=g), torch.randn(3, 4, generator=g)
+    R, d = torch.randn(3, 4, generator=g), torch.randn(3, generator=g)
+    groups = torch.tensor([1, 0, 1, 2, 1, 0])
+    S, alpha = selective_attention(Y, Q, groups, 3)
+    Yn, Qn, Rn, dn = (t.numpy().astype("float64") for t in (Y, Q, R, d))
+    for b in range(3):
+        rows = numpy.nonzero(groups.numpy() == b)[0]
+        for r in range(3):
+            e = numpy.exp(Yn[rows] @ Qn[r])  # Eq. 7 / 9
+            a = e / e.sum()
+            numpy.testing.assert_allclose(alpha[rows, r].numpy(), a, rtol=1e-5)
+            s = (a[:, None] * Yn[rows]).sum(0)  # Eq. 8 / 10
+            numpy.testing.assert_allclose(S[b, r].numpy(), s, rtol=1e-5, atol=1e-6)
+            o = Rn @ s + dn  # Eq. 12 with query r, entry r
+            ref = o[r] - numpy.log(numpy.exp(o).sum())
+            assert float(diagonal_log_probs(S, R, d)[b, r]) == pytest.approx(ref, abs=1e-5)
+
+
+def test_segment_softmax_is_stable_for_large_scores():
+    scores = torch.tensor([[1000.0], [1001.0], [-1000.0]])
+    out = segment_softmax(scores, torch.tensor([0, 0, 1]), 2)
+    assert torch.allclose(out[:, 0], torch.tensor([1 / (1 + numpy.e), numpy.e / (1 + numpy.e), 1.0]))
+
+
+def test_orthogonality_penalty_equals_reference():
+    g = torch.Generator().manual_seed(2)
+    ind, cons = torch.randn(5, 3, generator=g), torch.randn(5, 3, generator=g)
+    langs = torch.tensor([0, 1, 0, 0, 1])
+    ref = 0.0
+    for j in (0, 1):
+        rows = langs.numpy() == j
+        ref += ((ind.numpy()[rows].T @ cons.numpy()[rows]) ** 2).sum()  # ||I_j^T C_j||_F^2
+    assert float(orthogonality_penalty(ind, cons, langs, [0, 1])) == pytest.approx(ref, rel=1e-5)
+
+
+def test_bag_log_probs_of_the_network_equal_eq_11():
+    """log p(r|T) = log p(r|s-bar) + sum over the bag's languages of log p(r|s_j)."""
+    torch.manual_seed(0)
+    net = AMNRENet(_net_cfg())
+    words, lengths, sent_lang, pair_sent, heads, tails, pair_bag, n_bags = _net_inputs()
+    net.eval()
+    with torch.no_grad():
+        total, ind, cons = net(words, lengths, sent_lang, pair_sent, heads, tails, pair_bag, n_bags)
+        pair_lang = sent_lang[pair_sent]
+        for b in range(n_bags):
+            rows = pair_bag == b
+            S, _ = selective_attention(cons[rows], net.cons_queries, torch.zeros(int(rows.sum()), dtype=torch.long), 1)
+            expected = diagonal_log_probs(S, net.cons_R, net.cons_d)[0]
+            for j in torch.unique(pair_lang[rows]).tolist():
+                sel = rows & (pair_lang == j)
+                S, _ = selective_attention(ind[sel], net.ind_queries[j], torch.zeros(int(sel.sum()), dtype=torch.long), 1)
+                expected = expected + diagonal_log_probs(S, net.ind_R[j], net.ind_d[j])[0]
+            assert torch.allclose(total[b], expected, atol=1e-5)
+
+
+# --- the discriminator's gradient --------------------------------------------------
+
+
+def _consistent_grads(net, loss):
+    params = list(net.consistent.parameters())
+    grads = torch.autograd.grad(loss, params, allow_unused=True, retain_graph=True)
+    return torch.cat([(g if g is not None else torch.zeros_like(p)).flatten() for p, g in zip(params, grads)])
+
+
+def test_reversal_sends_the_discriminator_gradient_reversed_to_the_consistent_encoders():
+    torch.manual_seed(0)
+    net = AMNRENet(_net_cfg(adversarial="reversal", adversarial_weight=0.5))
+    words, lengths, sent_lang, pair_sent, heads, tails, pair_bag, n_bags = _net_inputs()
+    total, ind, cons = net(words, lengths, sent_lang, pair_sent, heads, tails, pair_bag, n_bags)
+    dist = torch.eye(3)[[0, 2, 1]]
+    parts = net.training_loss(total, dist, torch.ones(3) / 3, ind, cons, sent_lang[pair_sent])
+    g_disc = _consistent_grads(net, parts["discriminator"])
+    g_plain = _consistent_grads(net, net.discriminator_loss(cons, sent_lang[pair_sent]))
+    assert g_plain.abs().sum() > 0
+    assert torch.allclose(g_disc, -0.5 * g_plain, atol=1e-6)  # opposite sign, scaled by the weight
+    # the individual encoders never see the discriminator
+    ind_params = list(net.individual.parameters())
+    grads = torch.autograd.grad(parts["discriminator"], ind_params, allow_unused=True, retain_graph=True)
+    assert all(g is None or float(g.abs().sum()) == 0 for g in grads)
+    # the discriminator itself descends its loss (no reversal on its own weights)
+    d_params = list(net.discriminator.parameters())
+    for a, b in zip(torch.autograd.grad(parts["discriminator"], d_params, retain_graph=True),
+                    torch.autograd.grad(net.discriminator_loss(cons, sent_lang[pair_sent]), d_params)):
+        assert torch.allclose(a, b)
+
+
+def test_without_adversarial_training_no_discriminator_gradient():
+    torch.manual_seed(0)
+    net = AMNRENet(_net_cfg(adversarial=None))
+    assert net.discriminator is None
+    words, lengths, sent_lang, pair_sent, heads, tails, pair_bag, n_bags = _net_inputs()
+    total, ind, cons = net(words, lengths, sent_lang, pair_sent, heads, tails, pair_bag, n_bags)
+    parts = net.training_loss(total, torch.eye(3)[[0, 2, 1]], torch.ones(3) / 3, ind, cons, sent_lang[pair_sent])
+    assert set(parts) == {"nre", "penalty"}
+    g_total = _consistent_grads(net, sum(parts.values()))
+    g_ref = _consistent_grads(net, parts["nre"] + parts["penalty"])
+    assert torch.allclose(g_total, g_ref)
+
+
+def _disc_loss(net, args, pair_lang):
+    net.eval()
+    with torch.no_grad():
+        return float(net.discriminator_loss(net._encode(net.consistent, *args), pair_lang))
+
+
+def test_alternating_steps_move_encoders_against_and_discriminator_with_its_loss():
+    torch.manual_seed(0)
+    words, lengths, sent_lang, pair_sent, heads, tails, _, _ = _net_inputs()
+    args = (words, lengths, sent_lang, pair_sent, heads, tails)
+    pair_lang = sent_lang[pair_sent]
+
+    net = AMNRENet(_net_cfg(adversarial="alternating", adversarial_ratio=[1, 0, 3]))  # encoder steps only
+    d_before = [p.clone() for p in net.discriminator.parameters()]
+    ind_before = [p.clone() for p in net.individual.parameters()]
+    before = _disc_loss(net, args, pair_lang)
+    net.adversarial_steps(*args)
+    assert _disc_loss(net, args, pair_lang) > before  # the encoders made D worse
+    assert all(torch.equal(a, b) for a, b in zip(d_before, net.discriminator.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(ind_before, net.individual.parameters()))
+
+    torch.manual_seed(0)
+    net = AMNRENet(_net_cfg(adversarial="alternating", adversarial_ratio=[1, 3, 0]))  # discriminator steps only
+    c_before = [p.clone() for p in net.consistent.parameters()]
+    before = _disc_loss(net, args, pair_lang)
+    net.adversarial_steps(*args)
+    assert _disc_loss(net, args, pair_lang) < before
+    assert all(torch.equal(a, b) for a, b in zip(c_before, net.consistent.parameters()))
+
+
+# --- the model in the pipe -----------------------------------------------------------
+
+
+def _bag_docs(nlp):
+    """Two facts in English, German and Polish plus a one-language bag; kb ids key the bags."""
+    from spacy.tokens import Span
+
+    def doc(text, ents, rels, lang, kbs):
+        d = make_doc(nlp, text, ents, rels, lang)
+        d.ents = [Span(d, e.start, e.end, label=e.label, kb_id=kb) for e, kb in zip(d.ents, kbs)]
+        return d
+
+    return [
+        doc("Alice works for Acme .", [(0, 5, "PER"), (16, 20, "ORG")], [(0, 1, "works_for")], "en", ["A", "X"]),
+        doc("Alice arbeitet bei Acme .", [(0, 5, "PER"), (19, 23, "ORG")], [(0, 1, "works_for")], "de", ["A", "X"]),
+        doc("Alice pracuje w Acme .", [(0, 5, "PER"), (16, 20, "ORG")], [(0, 1, "works_for")], "pl", ["A", "X"]),
+        doc("Acme is based in Paris .", [(0, 4, "ORG"), (17, 22, "LOC")], [(0, 1, "located_in")], "en", ["X", "P"]),
+        doc("Acme hat seinen Sitz in Paris .", [(0, 4, "ORG"), (24, 29, "LOC")], [(0, 1, "located_in")], "de", ["X", "P"]),
+        doc("Bob and Carol are siblings .", [(0, 3, "PER"), (8, 13, "PER")], [(0, 1, "sibling")], "en", ["B", "C"]),
+    ]
+
+
+def _amnre_nlp(**model):
+    cfg = {"@architectures": "spacy_mlre.AMNRE.v1", "langs": ["en", "de", "pl"], "hidden_width": 24,
+           "discriminator_width": 32, "dropout": 0.0, "bag_keys": ["kb", "text"], "embed": EMBED}
+    cfg.update(model)
+    nlp = spacy.blank("xx")
+    nlp.add_pipe("relation_extractor", config={"model": cfg, "multi_label": False})
+    return nlp
+
+
+@pytest.fixture(scope="module")
+def overfit():
+    fix_random_seed(0)
+    nlp = _amnre_nlp()
+    refs = _bag_docs(nlp)
+    examples = [Example(make_input_doc(d, gold_ents=True), d) for d in refs]
+    optimizer = nlp.initialize(lambda: examples, sgd=Adam(0.01))
+    batcher = registry.batchers.get("spacy_mlre.bag_batcher.v1")(size=3, key_sources=["kb", "text"])
+    for _ in range(60):
+        for batch in batcher(examples):
+            nlp.update(batch, sgd=optimizer)
+    return nlp, refs
+
+
+def test_overfits_a_few_bags(overfit):
+    nlp, refs = overfit
+    pipe = nlp.get_pipe("relation_extractor")
+    assert pipe.model.attrs["last_losses"]["nre"] < 0.1
+    for ref, doc in zip(refs, nlp.pipe([make_input_doc(d) for d in refs])):
+        assert [r.key for r in doc._.relations] == [r.key for r in ref._.relations]
+    bags = {b.key: b for b in predict_bags(nlp, [make_input_doc(d) for d in refs], key_sources=["kb", "text"])}
+    assert sorted(bags["A|X"].langs) == ["de", "en", "pl"] and len(bags["A|X"].members) == 3
+    assert max(bags["A|X"].scores, key=bags["A|X"].scores.get) == "works_for"
+    assert max(bags["X|P"].scores, key=bags["X|P"].scores.get) == "located_in"
+    assert bags["X|A"].no_relation > 0.5  # the reverse direction is no fact
+    assert sum(bags["A|X"].scores.values()) + bags["A|X"].no_relation == pytest.approx(1.0)
+
+
+def test_single_doc_is_a_bag_of_one(overfit):
+    nlp, refs = overfit
+    doc = make_input_doc(refs[1])
+    pipe = nlp.get_pipe("relation_extractor")
+    cands, probs = pipe.predict([doc])
+    (bag,) = [b for b in predict_bags(pipe, [doc], key_sources=["kb"]) if b.key == "A|X"]
+    row = [i for i, (h, t) in enumerate(cands.pairs.tolist()) if tuple(cands.spans[h]) == (0, 1)][0]
+    assert probs[row, pipe.labels.index("works_for")] == pytest.approx(bag.scores["works_for"], abs=1e-5)
+
+
+def test_unseen_language_routes_like_the_first(overfit):
+    nlp, refs = overfit
+    doc = make_input_doc(refs[0])
+    doc._.lang = "xh"
+    assert [r.label for r in nlp(doc)._.relations] == ["works_for"]
+
+
+def test_save_and_load(overfit, tmp_path):
+    nlp, refs = overfit
+    nlp.to_disk(tmp_path / "p")
+    loaded = spacy.load(tmp_path / "p")
+    docs = [make_input_doc(d) for d in refs]
+    a = [[(r.key, round(r.score, 5)) for r in d._.relations] for d in nlp.pipe(docs)]
+    b = [[(r.key, round(r.score, 5)) for r in d._.relations] for d in loaded.pipe([make_input_doc(d) for d in refs])]
+    assert a == b
+    again = _amnre_nlp().from_bytes(loaded.to_bytes())
+    c = [[(r.key, round(r.score, 5)) for r in d._.relations] for d in again.pipe([make_input_doc(d) for d in refs])]
+    assert c == a
+
+
+VARIANTS = {
+    "AMNRE": {},
+    "bigru": {"encoder": "bigru", "hidden_width": 8},
+    "reversal": {"adversarial": "reversal"},
+    "noBoth": {"adversarial": None, "orthogonality": 0},
+    "mono": {"consistent": False, "adversarial": None, "orthogonality": 0, "langs": ["en"]},
+    "Share": {"consistent": False, "adversarial": None, "orthogonality": 0, "share_relations": True},
+    "MNRE": {"share_encoders": True, "adversarial": None, "orthogonality": 0},
+}
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_config_variants_train(variant, tiny_corpus):
+    """configs/amnre.cfg with each variant's overrides initializes and learns (the loss drops)."""
+    from spacy_mlre.corpus.reader import RelationCorpus
+
+    config = load_config(ROOT / "configs" / "amnre.cfg")
+    model = config["components"]["relation_extractor"]["model"]
+    model.update({"hidden_width": 16, "discriminator_width": 32, "langs": ["en", "de", "pl"], "embed": dict(EMBED)})
+    model.update(VARIANTS[variant])
+    fix_random_seed(0)
+    nlp = spacy.util.load_model_from_config(config, auto_fill=True)
+    examples = list(RelationCorpus(tiny_corpus / "train.spacy")(nlp))[:12]
+    optimizer = nlp.initialize(lambda: examples)
+    batcher = registry.batchers.get("spacy_mlre.bag_batcher.v1")(size=6)
+    losses = []
+    for _ in range(8):
+        total = {}
+        for batch in batcher(examples):
+            nlp.update(batch, sgd=optimizer, losses=total)
+        losses.append(total["relation_extractor"])
+    assert losses[-1] < losses[0]
