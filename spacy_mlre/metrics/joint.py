@@ -95,7 +95,12 @@ def plot_router_heatmap(probs: Dict[str, List[float]], path: Path) -> Optional[P
     n_modules = len(next(iter(probs.values())))
     matrix = [[probs[lang][t] for lang in langs] for t in range(n_modules)]
     fig, ax = plt.subplots(figsize=(max(4, 0.6 * len(langs) + 1.5), 0.45 * n_modules + 1.2))
-    image = ax.imshow(matrix, cmap="Blues", vmin=0.0, aspect="auto")
+    # darker = more likely to be selected; the values are written in the cells,
+    # since a barely trained router stays close to uniform (1 / T everywhere)
+    image = ax.imshow(matrix, cmap="Blues", aspect="auto")
+    for t, row in enumerate(matrix):
+        for i, value in enumerate(row):
+            ax.text(i, t, f"{value:.3f}", ha="center", va="center", fontsize=7, color="black")
     ax.set_xticks(range(len(langs)), langs)
     ax.set_yticks(range(n_modules), [f"θ{t + 1}" for t in range(n_modules)])
     ax.set_title("LS selection probability per language")

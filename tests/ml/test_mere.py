@@ -385,3 +385,45 @@ def test_both_stages_train_from_their_configs(tiny_corpus, tmp_path):
     load = subprocess.run([sys.executable, "-c", LOAD_SCRIPT, str(tmp_path / "stage2" / "model-best")], capture_output=True, text=True)
     assert load.returncode == 0, load.stderr[-3000:]
     assert sorted(map(tuple, json.loads(load.stdout))) == [("Acme", "employs", "Zofia"), ("Zofia", "works_for", "Acme")]
+
+
+def test_transformer_configs_chain_both_stages(tiny_corpus, tiny_bert, tmp_path):
+    """Stage 1 on a (tiny) BERT, then stage 2 sourcing the transformer frozen
+    and annotating: the relation extractor trains on top, BERT stays fixed."""
+    from spacy.training.initialize import init_nlp
+    from spacy.util import load_config
+
+    from spacy_mlre.corpus.reader import RelationCorpus
+
+    width = json.loads((tiny_bert / "config.json").read_text())["hidden_size"]
+    paths = {"paths.train": str(tiny_corpus / "train.spacy"), "paths.dev": str(tiny_corpus / "dev.spacy"),
+             "components.relation_extractor.model.width": width,
+             "components.relation_extractor.model.aggregator.width": width}
+    fix_random_seed(0)
+    config = load_config(ROOT / "configs" / "mere_stage1_trf.cfg", overrides={**paths, "paths.transformer": str(tiny_bert)})
+    nlp = init_nlp(config)
+    examples = list(RelationCorpus(tiny_corpus / "train.spacy")(nlp))[:8]
+    optimizer = nlp.create_optimizer()
+    for _ in range(2):
+        nlp.update(examples, sgd=optimizer)
+    nlp.to_disk(tmp_path / "stage1")
+    overrides = {**paths, "paths.stage1": str(tmp_path / "stage1"),
+                 "components.relation_extractor.model.switcher.width": width,
+                 "components.relation_extractor.model.switcher.hidden_width": 16}
+    stage2 = init_nlp(load_config(ROOT / "configs" / "mere_stage2_trf.cfg", overrides=overrides))
+    assert stage2.pipe_names == ["transformer", "relation_extractor"]
+    def bert_weights(pipeline):
+        shims = [shim for node in pipeline.get_pipe("transformer").model.walk() for shim in node.shims]
+        return {k: v.detach().numpy().copy() for shim in shims for k, v in shim._model.state_dict().items()}
+
+    bert = bert_weights(stage2)
+    assert all(numpy.array_equal(v, bert_weights(nlp)[k]) for k, v in bert.items())  # sourced from stage 1
+    pointers = stage2.get_pipe("relation_extractor").model.get_ref("pointers").get_param("W_tok").copy()
+    optimizer = stage2.create_optimizer()
+    for _ in range(2):
+        stage2.update(examples, sgd=optimizer, exclude=["transformer"], annotates=["transformer"])
+    after = bert_weights(stage2)
+    assert bert.keys() == after.keys() and all(numpy.array_equal(v, after[k]) for k, v in bert.items())
+    assert not numpy.array_equal(stage2.get_pipe("relation_extractor").model.get_ref("pointers").get_param("W_tok"), pointers)
+    doc = stage2(stage2.make_doc("Zofia works for Acme ."))
+    assert all(0 <= r.head.start < r.head.end <= len(doc) for r in doc._.relations)

@@ -13,7 +13,7 @@ training language, no router. A language never seen in training is routed
 with the mean of the known languages' distributions (the expected routing);
 with language routing that is the uniform mix of their sub-modules.
 """
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Sequence, Tuple
 
 import numpy
 from thinc.api import LayerNorm, Linear, Model, Relu, chain, glorot_uniform_init, normal_init, residual
