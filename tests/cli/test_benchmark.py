@@ -1,8 +1,44 @@
 import json
 
-from spacy_mlre.cli.benchmark import benchmark_inference, benchmark_training
+import pytest
+import spacy
+from spacy.tokens import DocBin
+from typer.testing import CliRunner
+
+from spacy_mlre.cli import _load_commands, app
+
+from spacy_mlre.cli.benchmark import (
+    benchmark_inference,
+    benchmark_memory,
+    benchmark_scaling,
+    benchmark_training,
+    profile_pipe,
+    synthetic_docs,
+)
 
 from mlre_testing import ROOT
+
+POINT_FIELDS = (
+    "entities_per_doc", "docs", "words_per_doc", "candidate_pairs", "candidate_pairs_per_doc", "all_pairs_per_doc",
+    "relations_per_doc", "seconds", "ms_per_doc", "docs_per_second", "words_per_second", "pairs_per_second",
+    "encoder_ms_per_doc", "head_ms_per_doc", "encoder_share", "head_share", "rss_mb",
+)
+
+
+def _pairs_within(doc, max_distance):
+    """Ordered pairs of distinct entities at most max_distance tokens apart, counted one by one."""
+    ents = list(doc.ents)
+    return sum(
+        1 for a in ents for b in ents if a is not b and max(b.start - a.end, a.start - b.end) <= max_distance
+    )
+
+
+def _cli(*args):
+    """`python -m spacy_mlre benchmark ARGS`, in this process."""
+    _load_commands()
+    result = CliRunner().invoke(app, ["benchmark", *map(str, args)])
+    assert result.exit_code == 0, (result.output[-3000:], result.exception)
+    return result.output
 
 
 def test_benchmark_inference_fields(trained_pipeline, tiny_corpus):
@@ -10,12 +46,127 @@ def test_benchmark_inference_fields(trained_pipeline, tiny_corpus):
     assert result["docs"] == 8 and result["candidate_pairs"] == 16
     assert result["relations"] > 0 and len(result["seconds"]) == 2
     for key in ("docs_per_second", "words_per_second", "pairs_per_second", "relations_per_second",
-                "encoder_seconds", "encoder_share", "peak_memory_mb"):
+                "encoder_seconds", "head_seconds", "encoder_share", "head_share", "peak_memory_mb"):
         assert result[key] > 0, key
+    assert result["encoder_share"] + result["head_share"] == pytest.approx(1.0)
     assert result["machine"]["cores"] >= 1
     json.dumps(result)
 
 
-def test_benchmark_training_fields(tiny_corpus):
-    result = benchmark_training(ROOT / "configs" / "pair_tok2vec.cfg", tiny_corpus / "train.spacy", steps=3, batch_size=8)
+def test_benchmark_two_processes_same_output(trained_pipeline, tiny_corpus):
+    one = benchmark_inference(str(trained_pipeline), tiny_corpus / "dev.spacy", repeat=1, batch_size=2)
+    two = benchmark_inference(str(trained_pipeline), tiny_corpus / "dev.spacy", repeat=1, batch_size=2, n_process=2)
+    assert two["n_process"] == 2
+    for key in ("docs", "words", "candidate_pairs", "relations"):
+        assert two[key] == one[key], key
+    assert two["docs_per_second"] > 0
+
+
+def test_benchmark_long_and_empty_docs(trained_pipeline, tmp_path):
+    nlp = spacy.load(trained_pipeline)
+    docs = synthetic_docs(nlp, 3, 0, 20) + synthetic_docs(nlp, 1, 300, 10000, seed=1)
+    DocBin(store_user_data=True, docs=docs).to_disk(tmp_path / "data.spacy")
+    result = benchmark_inference(str(trained_pipeline), tmp_path / "data.spacy", repeat=1)
+    assert result["docs"] == 4 and result["words"] == 3 * 20 + 10000
+    assert result["candidate_pairs"] == _pairs_within(docs[-1], 100) > 0
+    only_empty = tmp_path / "empty.spacy"
+    DocBin(store_user_data=True, docs=docs[:3]).to_disk(only_empty)
+    result = benchmark_inference(str(trained_pipeline), only_empty, repeat=1)
+    assert result["candidate_pairs"] == 0 and result["relations"] == 0 and result["encoder_seconds"] == 0
+
+
+def test_benchmark_training_fields_and_profile(tiny_corpus, tmp_path):
+    result = benchmark_training(ROOT / "configs" / "pair_tok2vec.cfg", tiny_corpus / "train.spacy", steps=3, batch_size=8,
+                                profile_path=tmp_path / "update.txt")
     assert result["examples"] == 24 and result["examples_per_second"] > 0
+    text = (tmp_path / "update.txt").read_text()
+    assert "relation_extractor.py" in text and "(update)" in text
+    assert (tmp_path / "update.prof").exists()
+
+
+def test_synthetic_docs_have_exactly_n_entities(nlp):
+    for n, length in ((0, 10), (1, 10), (5, 100), (64, 100), (30, 30)):
+        docs = synthetic_docs(nlp, 3, n, length, labels=["PER", "ORG"])
+        for doc in docs:
+            assert len(doc) == length and len(doc.ents) == n
+            assert {e.label_ for e in doc.ents} <= {"PER", "ORG"}
+
+
+def test_scaling_fields_and_pair_counts(trained_pipeline):
+    counts = [0, 1, 2, 5, 12]
+    result = benchmark_scaling([str(trained_pipeline)], counts, docs_per_point=4, words_per_doc=60, repeat=1, batch_size=3,
+                               max_batch_pairs=40)
+    assert result["mode"] == "scaling" and len(result["pipelines"]) == 1
+    pipeline = result["pipelines"][0]
+    assert pipeline["name"] == "PairClassifier" and pipeline["max_distance"] == 100
+    assert [p["entities_per_doc"] for p in pipeline["points"]] == counts
+    for point in pipeline["points"]:
+        n = point["entities_per_doc"]
+        assert set(POINT_FIELDS) <= set(point), n
+        assert point["docs"] == 4 and point["words_per_doc"] == 60
+        # batches sized by pairs: as many docs as fit in 40 pairs, between 1 and 3
+        assert point["batch_size"] == {0: 3, 1: 3, 2: 3, 5: 2, 12: 1}[n]
+        # 60 tokens < max_distance: every ordered pair of distinct entities is a candidate
+        assert point["candidate_pairs_per_doc"] == n * (n - 1) == point["all_pairs_per_doc"]
+        assert point["ms_per_doc"] > 0 and point["docs_per_second"] > 0
+        if n >= 2:
+            assert point["pairs_per_second"] > 0 and point["encoder_ms_per_doc"] > 0 and point["head_ms_per_doc"] > 0
+            assert point["encoder_share"] + point["head_share"] == pytest.approx(1.0)
+    json.dumps(result)
+
+
+def test_scaling_pairs_bounded_by_distance(trained_pipeline):
+    nlp = spacy.load(trained_pipeline)
+    nlp.get_pipe("relation_extractor").cfg["max_distance"] = 5
+    result = benchmark_scaling([nlp], [8, 30], docs_per_point=2, words_per_doc=60, repeat=1)
+    for point in result["pipelines"][0]["points"]:
+        n = point["entities_per_doc"]
+        expected = _pairs_within(synthetic_docs(nlp, 1, n, 60)[0], 5)
+        assert 0 < expected < n * (n - 1)
+        assert point["candidate_pairs_per_doc"] == expected
+
+
+def test_scaling_cli_plot_and_merge(trained_pipeline, tiny_corpus, tmp_path):
+    first = tmp_path / "first.json"
+    out = _cli(trained_pipeline, tiny_corpus / "dev.spacy", "--scaling", "0,2,4", "--docs-per-point", "3",
+               "--repeat", "1", "-o", first, "--plot", tmp_path / "first.png")
+    assert "| PairClassifier | 4 | 12 |" in out
+    assert first.with_suffix(".md").exists() and (tmp_path / "first.png").stat().st_size > 0
+    data = json.loads(first.read_text())
+    assert data["text"] == "corpus words" and data["data"].endswith("dev.spacy")
+    merged = tmp_path / "merged.json"
+    _cli(first, trained_pipeline, "--scaling", "2,3", "--docs-per-point", "2", "--repeat", "1", "-o", merged,
+         "--plot", tmp_path / "merged.png")
+    names = [p["name"] for p in json.loads(merged.read_text())["pipelines"]]
+    assert len(names) == 2 and len(set(names)) == 2 and names[0] == "PairClassifier"
+    assert (tmp_path / "merged.png").stat().st_size > 0
+
+
+def test_memory_checks(trained_pipeline):
+    result = benchmark_memory(str(trained_pipeline), stream_docs=300, sample_every=100, long_doc_tokens=10000,
+                              long_doc_entities=300, batch_size=32)
+    stream, long_doc = result["stream"], result["long_doc"]
+    assert stream["docs"] == 300 and [s["docs"] for s in stream["samples"]] == [100, 200, 300]
+    assert all(s["rss_mb"] > 0 for s in stream["samples"]) and stream["relations"] > 0
+    assert long_doc["in_subprocess"] and long_doc["tokens"] == 10000 and long_doc["entities"] == 300
+    nlp = spacy.load(trained_pipeline)
+    assert long_doc["candidate_pairs"] == _pairs_within(synthetic_docs(nlp, 1, 300, 10000)[0], 100)
+    assert 0 < long_doc["candidate_pairs"] < long_doc["all_pairs"] == 300 * 299
+    assert long_doc["peak_memory_mb"] > 0 and long_doc["relations"] >= 0
+    json.dumps(result)
+
+
+def test_profile_shows_the_pipes_predict(trained_pipeline, tmp_path):
+    nlp = spacy.load(trained_pipeline)
+    docs = synthetic_docs(nlp, 8, 6, 30)
+    report = profile_pipe(nlp, docs, top=40)
+    assert report["docs"] == 8 and report["tokens"] == 240 and report["candidate_pairs"] == 8 * 30
+    lines = report["text"].splitlines()
+    assert any("relation_extractor.py" in line and "(predict)" in line for line in lines)
+    assert any(row["function"].endswith("(predict)") for row in report["top"])
+    # through the command line: printed and saved
+    data = tmp_path / "data.spacy"
+    DocBin(store_user_data=True, docs=docs).to_disk(data)
+    out = _cli(trained_pipeline, data, "--repeat", "1", "--profile", tmp_path / "profile.txt", "-o", tmp_path / "r.json")
+    assert "(predict)" in out and "(predict)" in (tmp_path / "profile.txt").read_text()
+    assert json.loads((tmp_path / "r.json").read_text())["profile"]["candidate_pairs"] == 240
