@@ -16,8 +16,10 @@ SENTENCES = [
 ]
 
 
-def build_tiny_bert(path: Path) -> Path:
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+def build_tiny_bert(path: Path, special_tokens: bool = False) -> Path:
+    """special_tokens: the tokenizer wraps each input in [CLS] ... [SEP] as real
+    BERTs do (the default tokenizer adds none, so it has no CLS embedding)."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
     path.mkdir(parents=True, exist_ok=True)
@@ -26,6 +28,10 @@ def build_tiny_bert(path: Path) -> Path:
     tok.normalizer = normalizers.BertNormalizer(lowercase=False)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.train_from_iterator(SENTENCES * 5, trainers.WordPieceTrainer(vocab_size=400, special_tokens=special))
+    if special_tokens:
+        cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+        tok.post_processor = processors.TemplateProcessing(
+            single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
     fast = BertTokenizerFast(tokenizer_object=tok, do_lower_case=False)
     fast.save_pretrained(str(path))
     config = BertConfig(

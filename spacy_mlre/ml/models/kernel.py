@@ -16,7 +16,7 @@ from thinc.types import Floats2d
 
 from ...pipeline.candidates import Candidates
 from ..layers.attention import self_attention
-from ..layers.doc_vector import add_doc_vector
+from ..layers.doc_vector import add_doc_vector, add_given_doc_vector
 from ..layers.kernel import build_block_index, kernel_scorer
 
 RelInputs = Tuple[List[Doc], Candidates]
@@ -40,8 +40,10 @@ def build_kernel_matrix(
     width: the encoder's token width h (the E_p layer is built for it).
     projection_width: columns of W_hi and W_ti (the paper uses h; narrower keeps
         hundreds of relations affordable).
-    doc_vector: E_a pooled from the doc's tokens ("mean" or "max"), or null to
-        drop it (ablation: E_b = E_w).
+    doc_vector: E_a pooled from the doc's tokens ("mean" or "max"), the
+        transformer's CLS embedding ("cls", as in the paper: needs an encoder
+        that gives it, spacy_mlre.TransformerHiddenListener.v1), or null to drop
+        it (ablation: E_b = E_w).
     tail_attention: E_p from one extra transformer-encoder layer over E_w with
         `attention_heads` heads and an FFN of `attention_ffn_width` (0: 4 * h);
         false uses E_p = E_w (ablation).
@@ -52,7 +54,18 @@ def build_kernel_matrix(
     drop = Dropout(dropout)
     layers = [tok2vec, drop, kernel]
     refs = {"tok2vec": tok2vec, "dropout": drop, "kernel": kernel}
-    if doc_vector:
+    if doc_vector == "cls":
+        if not tok2vec.attrs.get("gives_cls"):
+            raise ValueError(
+                "KernelMatrix.v1 has doc_vector = 'cls', but its encoder "
+                f"({tok2vec.name}) gives only token vectors, no CLS embedding: use "
+                "spacy_mlre.TransformerHiddenListener.v1 as the tok2vec, or doc_vector = "
+                "'mean' / 'max' to pool E_a from the tokens."
+            )
+        tok2vec.get_ref("trf_hidden").attrs["cls_row"] = True
+        refs["doc_vector"] = add_given_doc_vector()
+        layers.append(refs["doc_vector"])
+    elif doc_vector:
         pool = add_doc_vector(doc_vector)
         layers.append(pool)
         refs["doc_vector"] = pool
@@ -67,7 +80,7 @@ def build_kernel_matrix(
         layers=layers,
         refs=refs,
         dims={"nO": nO},
-        attrs={"loss": "targets"},
+        attrs={"loss": "targets", "doc_vector": doc_vector},
     )
 
 
@@ -97,10 +110,17 @@ def _forward(model: Model, inputs: RelInputs, is_train: bool) -> Tuple[Floats2d,
     ops = model.ops
     lengths = ops.asarray1i([len(doc) for doc in docs])
     tokvecs, bp_tokvecs = model.get_ref("tok2vec")(docs, is_train)
-    Ew, bp_drop = model.get_ref("dropout")(ops.flatten(tokvecs), is_train)
-    if model.has_ref("doc_vector"):
+    given = model.attrs.get("doc_vector") == "cls"  # each doc's E_a comes as its row 0
+    rows = ops.asarray1i([len(doc) + 1 for doc in docs]) if given else lengths
+    X, bp_drop = model.get_ref("dropout")(ops.flatten(tokvecs), is_train)
+    if given:
+        (Ew, Ea), bp_split = _split_first_rows(ops, X, rows)
+        Eb, bp_Eb = model.get_ref("doc_vector")((Ew, Ea, lengths), is_train)
+    elif model.has_ref("doc_vector"):
+        Ew = X
         Eb, bp_Eb = model.get_ref("doc_vector")((Ew, lengths), is_train)
     else:
+        Ew = X
         Eb, bp_Eb = Ew, None
     if model.has_ref("attention"):
         Eps, bp_Ep = model.get_ref("attention")(ops.unflatten(Ew, lengths), is_train)
@@ -114,12 +134,34 @@ def _forward(model: Model, inputs: RelInputs, is_train: bool) -> Tuple[Floats2d,
         """dY: a gradient w.r.t. the logits, or (with attrs["loss"] == "targets")
         the pipe's targets plus a last column of pair weights."""
         dEb, dEp, _ = bp_kernel(dY)
-        dEw = bp_Eb(dEb)[0] if bp_Eb is not None else dEb
+        dEa = None
+        if given:
+            dEw, dEa, _ = bp_Eb(dEb)
+        else:
+            dEw = bp_Eb(dEb)[0] if bp_Eb is not None else dEb
         if bp_Ep is not None:
             dEw = dEw + ops.flatten(bp_Ep(ops.unflatten(dEp, lengths)))
         else:
             dEw = dEw + dEp
-        bp_tokvecs(ops.unflatten(bp_drop(dEw), lengths))
+        dX = bp_split(dEw, dEa) if given else dEw
+        bp_tokvecs(ops.unflatten(bp_drop(dX), rows))
         return inputs
 
     return logits, backprop
+
+
+def _split_first_rows(ops, X: Floats2d, rows) -> Tuple[Tuple[Floats2d, Floats2d], Callable]:
+    """Flat rows of docs whose row 0 is the doc vector -> (token rows, doc rows)."""
+    xp = ops.xp
+    starts = xp.cumsum(rows) - rows
+    first = xp.zeros((X.shape[0],), dtype=bool)
+    first[starts] = True
+    Ew, Ea = X[~first], X[starts]
+
+    def backprop(dEw: Floats2d, dEa: Floats2d) -> Floats2d:
+        dX = ops.alloc2f(*X.shape)
+        dX[~first] = dEw
+        dX[starts] = dEa
+        return dX
+
+    return (Ew, Ea), backprop
