@@ -271,16 +271,18 @@ class RelationExtractor(TrainablePipe):
             cols = best[rows]
         pair_doc = cands.pair_doc[rows]
         heads, tails = cands.pairs[rows, 0], cands.pairs[rows, 1]
+        # gather everything with array ops; the loop below only builds the
+        # plain rows that are stored (one per predicted relation)
+        head_spans, tail_spans = cands.spans[heads].tolist(), cands.spans[tails].tolist()
+        strings, labels = self.vocab.strings, self.labels
+        head_labels = [strings[x] for x in cands.labels[heads].tolist()]
+        tail_labels = [strings[x] for x in cands.labels[tails].tolist()]
+        values = scores[rows, cols].tolist() if len(rows) else []
         out: List[List[List[Any]]] = [[] for _ in docs]
-        strings = self.vocab.strings
-        for d, h, t, c, r in zip(pair_doc.tolist(), heads.tolist(), tails.tolist(), cols.tolist(), rows.tolist()):
-            hs, he = cands.spans[h]
-            ts, te = cands.spans[t]
-            out[d].append([
-                int(hs), int(he), strings[int(cands.labels[h])],
-                int(ts), int(te), strings[int(cands.labels[t])],
-                self.labels[c], float(scores[r, c]), None,
-            ])
+        for d, (hs, he), hl, (ts, te), tl, c, v in zip(
+            pair_doc.tolist(), head_spans, head_labels, tail_spans, tail_labels, cols.tolist(), values
+        ):
+            out[d].append([hs, he, hl, ts, te, tl, labels[c], v, None])
         for doc, rows_ in zip(docs, out):
             set_relation_rows(doc, rows_)
 
