@@ -14,7 +14,9 @@ import typer
 
 from . import app
 
-COLUMNS = ("rel_micro_p", "rel_micro_r", "rel_micro_f", "rel_macro_f", "semeval_macro_f1", "auc", "triple_f")
+COLUMNS = ("rel_micro_p", "rel_micro_r", "rel_micro_f", "rel_macro_f", "semeval_macro_f1", "joint_triple_f", "bag_auc", "bag_p@100")
+# paper metrics nested in the scores (evaluate --metrics bags) -> flat columns
+NESTED = {"bag_auc": ("bags", "auc"), "bag_p@100": ("bags", "p@100")}
 
 
 def hardware() -> Dict[str, Any]:
@@ -48,6 +50,7 @@ def collect_results(metrics_dir: Path) -> List[Dict[str, Any]]:
         scores = json.loads(path.read_text(encoding="utf8"))
         row = {"dataset": path.parent.parent.name, "variant": path.parent.name, "n_docs": scores.get("n_docs")}
         row.update({key: scores[key] for key in COLUMNS if key in scores})
+        row.update({key: scores[a][b] for key, (a, b) in NESTED.items() if b in (scores.get(a) or {})})
         row.update(_budget(scores.get("model", "")))
         row["words_per_second"] = scores.get("words_per_second")
         plots = sorted(p.name for p in path.parent.glob("*.png"))
@@ -62,7 +65,7 @@ def results_markdown(rows: List[Dict[str, Any]], machine: Dict[str, Any], base: 
     head = ["dataset", "variant", "test docs", *used, "steps", "words/s", "plots"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        cells = [r["dataset"], r["variant"], str(r.get("n_docs", ""))]
+        cells = [r["dataset"], r["variant"], str(r.get("n_docs") or "")]
         cells += [f"{100 * r[c]:.2f}" if c in r else "" for c in used]
         cells += [str(r.get("max_steps", "")), f"{r['words_per_second']:.0f}" if r.get("words_per_second") else ""]
         cells.append(" ".join(f"[{Path(p).stem}]({os.path.relpath(p, base)})" for p in r["plots"]))

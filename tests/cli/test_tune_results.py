@@ -31,3 +31,17 @@ def test_results_table_collects_every_variant(trained_pipeline, tiny_corpus, tmp
     md = (metrics / "results.md").read_text()
     assert "| toy | pair | 8 |" in md
     assert "(toy/pair/f1_per_language.png)" in md  # links relative to results.md
+
+
+def test_results_table_has_the_paper_metric_columns(tmp_path):
+    """Joint (mERE) and bag (AMNRE) scores get their own columns."""
+    from spacy_mlre.cli.results import collect_results, results_markdown
+
+    for variant, scores in (("mere", {"rel_micro_f": 0.1, "joint_triple_f": 0.04}),
+                            ("amnre", {"rel_micro_f": 0.2, "bags": {"auc": 0.31, "p@100": 0.5}})):
+        (tmp_path / "data" / variant).mkdir(parents=True)
+        (tmp_path / "data" / variant / "scores.json").write_text(json.dumps(scores))
+    rows = collect_results(tmp_path)
+    assert rows[0]["bag_auc"] == 0.31 and rows[0]["bag_p@100"] == 0.5 and rows[1]["joint_triple_f"] == 0.04
+    md = results_markdown(rows, {"cpu_count": 2}, base=tmp_path)
+    assert "| data | amnre |  | 20.00 |  | 31.00 | 50.00 |" in md and "| data | mere |  | 10.00 | 4.00 |  |  |" in md
