@@ -18,6 +18,8 @@ Rules (docs/data-formats.md):
   language. `ner_mapping_to_source` is used rather than
   `relations_mapping_to_source` because the latter is off by one in a few
   translated records, while the entity mapping always agrees with the labels.
+  Each entity's kb id is "<doc_key>|<index in the English record>", so
+  unrelated pairs can be matched across languages too.
 - files are `<domain>-<split>.json`; the domains of a split are merged into
   one DocBin (`--domains` selects some).
 """
@@ -165,9 +167,12 @@ class CrossREConverter(Converter):
         else:
             spaces = [True] * (len(words) - 1) + [False] if words else []
         entities = _entities(record, len(words))
+        # kb id = the entity's English-source index: every pair, related or not,
+        # then has one bag key in every language (AMNRE's held-out bags)
+        kb_ids = [f"{doc_key}|{i}" for i in _source_indices(record, len(entities))]
         ex = Example(
             list(words), spaces, entities, _relations(record, entities, doc_key),
-            doc_id=doc_key, lang=source.lang,
+            doc_id=doc_key, lang=source.lang, kb_ids=kb_ids,
         )
         for kind in repairs:
             ex.repair(kind)

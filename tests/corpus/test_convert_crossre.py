@@ -71,6 +71,12 @@ def test_bag_keys_match_across_languages(write, tmp_path):
     de_keys = {(r.head.text, r.label, r.tail.text): r.bag_key for r in de._.relations}
     assert de_keys[("Turing", "role", "Bletchley Park")] == en_keys[("Turing", "role", "Bletchley Park")] == "ai-train-9|0|1"
     assert de_keys[("Bletchley Park", "physical", "England")] == en_keys[("Bletchley Park", "physical", "England")]
+    # unrelated pairs too: entity kb ids name the English-source entity
+    en_kb = {e.text: e.kb_id_ for e in en.spans["entities"]}
+    de_kb = {e.text: e.kb_id_ for e in de.spans["entities"]}
+    assert de_kb == {"England": "ai-train-9|3", "Turing": "ai-train-9|0", "Bletchley Park": "ai-train-9|1"}
+    assert all(en_kb[text] == kb for text, kb in de_kb.items())
+    assert [e.kb_id_ for e in de.ents] == ["ai-train-9|0", "ai-train-9|1", "ai-train-9|3"]
 
 
 def test_domains_option_and_split_merge(write, tmp_path):
