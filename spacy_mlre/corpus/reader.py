@@ -25,7 +25,8 @@ def create_relation_corpus_reader(
     max_length: int = 0,
     langs: Optional[List[str]] = None,
 ) -> Callable[[Language], Iterable[Example]]:
-    """path: a .spacy file or a folder of them (searched recursively).
+    """path: a .spacy file or a folder of them (searched recursively), or several
+        of either separated by commas (e.g. the train splits of two languages).
     gold_ents: copy gold entities, span groups and sentence starts to the input.
     limit: stop after this many examples (0: all).
     max_length: skip docs longer than this many tokens (0: keep all).
@@ -44,7 +45,7 @@ class RelationCorpus:
         max_length: int = 0,
         langs: Optional[List[str]] = None,
     ) -> None:
-        self.path = Path(path) if path is not None else None
+        self.paths = [Path(p.strip()) for p in str(path).split(",") if p.strip()] if path is not None else None
         self.gold_ents = gold_ents
         self.limit = limit
         self.max_length = max_length
@@ -53,15 +54,16 @@ class RelationCorpus:
     def _files(self) -> List[Path]:
         # checked when read, not when built: `spacy debug config` resolves
         # readers before any paths are given
-        if self.path is None:
+        if not self.paths:
             raise ValueError("The relation corpus reader needs a path: set [paths.train] / [paths.dev] or pass --paths.train.")
-        if not self.path.exists():
-            raise ValueError(f"Relation corpus not found: {self.path}")
-        if self.path.is_file():
-            return [self.path]
-        files = sorted(self.path.rglob("*.spacy"))
-        if not files:
-            raise ValueError(f"No .spacy files under {self.path}")
+        files: List[Path] = []
+        for path in self.paths:
+            if not path.exists():
+                raise ValueError(f"Relation corpus not found: {path}")
+            found = [path] if path.is_file() else sorted(path.rglob("*.spacy"))
+            if not found:
+                raise ValueError(f"No .spacy files under {path}")
+            files.extend(found)
         return files
 
     def __call__(self, nlp: Language) -> Iterator[Example]:
