@@ -470,15 +470,20 @@ class RelationExtractor(TrainablePipe):
             for label in labels:
                 self.add_label(label)
         type_pairs: Set[Tuple[str, str]] = set()
+        # the first 10 examples and the first of every other language: models
+        # with per-language parts (AMNRE, mERE) read their languages from it
         sample: List[Example] = []
+        sample_langs: Set[str] = set()
         for eg in get_examples():
             if labels is None:
                 for key in relation_keys(eg.reference):
                     self.add_label(key[4])
             self._validate_gold(eg)
             type_pairs.update(_gold_type_pairs(eg))
-            if len(sample) < 10:
+            lang = get_lang(eg.reference)
+            if len(sample) < 10 or lang not in sample_langs:
                 sample.append(eg)
+                sample_langs.add(lang)
         self._require_labels()
         self.cfg["allowed_types"] = sorted([h, t] for h, t in type_pairs)
         docs = [eg.predicted for eg in sample]

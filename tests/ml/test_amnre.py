@@ -306,3 +306,14 @@ def test_config_variants_train(variant, tiny_corpus):
             nlp.update(batch, sgd=optimizer, losses=total)
         losses.append(total["relation_extractor"])
     assert losses[-1] < losses[0]
+
+
+def test_languages_from_data_include_one_met_after_the_first_ten():
+    """langs = null: every training language gets its encoders, also one whose
+    first doc comes after ten English ones (a corpus of two languages, one after
+    the other); a missed language would silently use the first one's encoders."""
+    nlp = _amnre_nlp(langs=None)
+    en = [d for d in _bag_docs(nlp) if d._.lang == "en"]
+    refs = (en * 4)[:10] + [d for d in _bag_docs(nlp) if d._.lang != "en"]
+    nlp.initialize(lambda: [Example(make_input_doc(d), d) for d in refs])
+    assert nlp.get_pipe("relation_extractor").model.attrs["amnre_cfg"]["langs"] == ["de", "en", "pl"]
