@@ -8,7 +8,7 @@ pipeline raw text so an upstream NER supplies them.
 import json
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Union
 
 import typer
 from spacy.training import Example
@@ -19,7 +19,7 @@ from . import app
 
 def evaluate_pipeline(
     model: str,
-    data: Path,
+    data: Union[str, Path],
     *,
     metrics: Optional[List[str]] = None,
     gold_ents: bool = True,
@@ -28,7 +28,8 @@ def evaluate_pipeline(
     langs: Optional[List[str]] = None,
     labels: Optional[List[str]] = None,
 ) -> Dict[str, Any]:
-    """Evaluate a pipeline on a DocBin (file or folder) and return all scores."""
+    """Evaluate a pipeline on a DocBin (file, folder, or several separated by
+    commas) and return all scores."""
     import spacy
     from spacy.scorer import Scorer
     from thinc.api import require_gpu
@@ -122,7 +123,7 @@ def plot_per_language(scores: Dict[str, Any], path: Path) -> Optional[Path]:
 @app.command("evaluate")
 def evaluate_cli(
     model: str = typer.Argument(..., help="Pipeline name or directory"),
-    data: Path = typer.Argument(..., help="DocBin file or folder of .spacy files", exists=True),
+    data: str = typer.Argument(..., help="DocBin file or folder of .spacy files; several separated by commas"),
     output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o", help="Write scores.json, scores.md and plots here"),
     metrics: str = typer.Option("", "--metrics", "-m", help="Extra metrics, comma-separated: semeval, overlap, joint, bags"),
     predicted_ents: bool = typer.Option(False, "--predicted-ents", help="Give the pipeline raw text: entities come from an upstream NER"),
@@ -133,6 +134,9 @@ def evaluate_cli(
 ) -> None:
     """Evaluate a relation extraction pipeline."""
     split = lambda s: [x for x in s.split(",") if x] or None  # noqa: E731
+    for path in split(data) or [data]:
+        if not Path(path).exists():
+            raise typer.BadParameter(f"{path} does not exist.", param_hint="DATA")
     scores = evaluate_pipeline(
         model, data, metrics=split(metrics), gold_ents=not predicted_ents, batch_size=batch_size,
         gpu_id=gpu_id, langs=split(langs), labels=split(labels),

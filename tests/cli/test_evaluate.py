@@ -1,8 +1,11 @@
 import json
+import os
 import subprocess
 import sys
 
 import pytest
+from spacy.tokens import DocBin
+from spacy.vocab import Vocab
 
 from spacy_mlre.cli.evaluate import evaluate_pipeline, scores_markdown
 from spacy_mlre.metrics import get_metric
@@ -19,6 +22,17 @@ def test_evaluate_cli_writes_json_markdown_and_plot(trained_pipeline, tiny_corpu
     md = (out / "scores.md").read_text()
     assert "| rel_micro_f |" in md and "| works_for |" in md and "| pl |" in md
     assert (out / "f1_per_language.png").stat().st_size > 1000
+
+
+def test_evaluate_cli_reads_several_paths_and_names_a_missing_one(trained_pipeline, tiny_corpus, tmp_path):
+    """Two languages' test splits in one evaluation (the workflow's AMNRE step)."""
+    data = f"{tiny_corpus / 'dev.spacy'},{tiny_corpus / 'train.spacy'}"
+    scores = evaluate_pipeline(str(trained_pipeline), data)
+    assert scores["n_docs"] == 8 + len(list(DocBin().from_disk(tiny_corpus / "train.spacy").get_docs(Vocab())))
+    cmd = [sys.executable, "-m", "spacy_mlre", "evaluate", str(trained_pipeline), f"{tiny_corpus / 'dev.spacy'},{tmp_path / 'no.spacy'}"]
+    result = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "COLUMNS": "400"})
+    assert result.returncode == 2 and "no.spacy does not exist" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_predicted_ents_without_ner_finds_nothing(trained_pipeline, tiny_corpus):
