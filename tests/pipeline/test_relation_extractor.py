@@ -1,3 +1,7 @@
+import os
+import subprocess
+import sys
+
 import pytest
 import spacy
 from spacy.tokens import Doc, Span
@@ -207,3 +211,36 @@ def test_multiprocess_pipe_matches_single_process(trained_pipeline, tiny_corpus)
     multi = [[(r.key, r.score) for r in d._.relations] for d in multi_docs]
     assert single == multi and sum(map(len, single)) > 0
     assert [d._.lang for d in multi_docs] == [d._.lang for d in inputs]
+
+
+FORK_AFTER_TORCH = """
+import multiprocessing as mp
+import spacy_mlre
+import torch
+
+def work(q):
+    a = torch.ones(2000, 2000)
+    q.put(float((a @ a)[0, 0]))
+
+torch.set_num_threads(2)
+a = torch.ones(2000, 2000)
+(a @ a).sum()  # the parent starts torch's thread pool, as a torch model's predict does
+ctx = mp.get_context("fork")  # what nlp.pipe(n_process=2) uses on Linux
+q = ctx.Queue()
+p = ctx.Process(target=work, args=(q,))
+p.start()
+print(q.get(timeout=60))
+p.join()
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork start method only")
+def test_forked_worker_runs_torch_after_the_parent_did():
+    """The torch models (kernel, marker, mERE, AMNRE) hung forever under
+    nlp.pipe(n_process=2) once the parent had predicted: forked workers
+    inherit a dead thread pool. Importing spacy_mlre sets one torch thread in
+    forked children."""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    result = subprocess.run([sys.executable, "-c", FORK_AFTER_TORCH], capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert float(result.stdout.strip()) == 2000.0
