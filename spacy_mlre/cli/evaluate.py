@@ -78,6 +78,10 @@ def scores_markdown(scores: Dict[str, Any], title: str = "Relation extraction") 
         for key in ("auc", "p@100", "p@200", "p@300", "p@r0.1", "p@r0.2", "p@r0.3"):
             lines.append(f"| bag {key} | {pct(bags[key])} |")
         lines.append(f"| bags (multilingual) / facts | {bags['n_bags']} ({bags['n_multilingual_bags']}) / {bags['n_facts']} |")
+    probe = scores.get("language_probe") or {}
+    for key in ("chance", "discriminator_consistent", "probe_consistent", "probe_individual"):
+        if key in probe:
+            lines.append(f"| language {key.replace('_', ' ')} (accuracy) | {pct(probe[key])} |")
     lines.append(f"| docs | {scores.get('n_docs', '')} |")
     for section, key in (("label", "rel_f_per_label"), ("language", "rel_f_per_lang")):
         table = scores.get(key) or {}
@@ -125,7 +129,7 @@ def evaluate_cli(
     model: str = typer.Argument(..., help="Pipeline name or directory"),
     data: str = typer.Argument(..., help="DocBin file or folder of .spacy files; several separated by commas"),
     output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o", help="Write scores.json, scores.md and plots here"),
-    metrics: str = typer.Option("", "--metrics", "-m", help="Extra metrics, comma-separated: semeval, overlap, joint, bags"),
+    metrics: str = typer.Option("", "--metrics", "-m", help="Extra metrics, comma-separated: semeval, overlap, joint, bags, language_probe"),
     predicted_ents: bool = typer.Option(False, "--predicted-ents", help="Give the pipeline raw text: entities come from an upstream NER"),
     batch_size: int = typer.Option(64, "--batch-size", "-b"),
     gpu_id: int = typer.Option(-1, "--gpu-id", "-g"),

@@ -109,3 +109,88 @@ def plot_pr_curve(scores: Dict[str, Any], path) -> Optional[Any]:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def language_probe_scores(examples: List[Example], nlp: Any, *, name: Optional[str] = None, batch_size: int = 64,
+                          max_pairs: int = 20000, steps: int = 300, seed: int = 0) -> Dict[str, Any]:
+    """AMNRE's check of the adversarial effect without t-SNE: how well the
+    language of a pair can be told from its embeddings. Reported: the model's
+    own discriminator on the consistent embeddings, and a fresh linear probe
+    (softmax regression fitted on one half of the pairs, scored on the other)
+    on the consistent and on the individual embeddings; `chance` is the share
+    of the most frequent language. Adversarial training should bring the
+    consistent embeddings towards chance while the individual ones stay
+    separable."""
+    import torch
+
+    from ..bags import _get_pipe
+    from ..ml.models.amnre import get_net, pair_embeddings
+
+    pipe = _get_pipe(nlp, name)
+    net = get_net(pipe.model)
+    docs = [eg.predicted for eg in examples]
+    parts: Dict[str, List[numpy.ndarray]] = {"individual": [], "consistent": [], "langs": []}
+    for start in range(0, len(docs), batch_size):
+        batch = docs[start:start + batch_size]
+        cands = pipe.get_candidates(batch)
+        if cands.n_pairs == 0:
+            continue
+        emb = pair_embeddings(pipe.model, batch, cands)
+        for key in parts:
+            if emb[key] is not None:
+                parts[key].append(emb[key])
+    if not parts["langs"]:
+        return {"language_probe": {"n_pairs": 0}}
+    langs = numpy.concatenate(parts["langs"])
+    rng = numpy.random.default_rng(seed)
+    keep = rng.permutation(len(langs))[:max_pairs]
+    y = torch.as_tensor(langs[keep], dtype=torch.long)
+    n_langs = len(net.cfg["langs"])
+    half = len(keep) // 2
+    out: Dict[str, Any] = {
+        "n_pairs": int(len(keep)),
+        "languages": {code: int((y == i).sum()) for i, code in enumerate(net.cfg["langs"])},
+        "chance": float(torch.bincount(y[half:], minlength=n_langs).max()) / max(len(keep) - half, 1),
+    }
+    for kind in ("consistent", "individual"):
+        if not parts[kind]:
+            continue
+        X = torch.as_tensor(numpy.concatenate(parts[kind])[keep], dtype=torch.float32)
+        if kind == "consistent" and net.discriminator is not None:
+            net.discriminator.eval()
+            with torch.no_grad():
+                pred = net.discriminator(X[half:]).argmax(1)
+            out["discriminator_consistent"] = float((pred == y[half:]).float().mean())
+        out[f"probe_{kind}"] = linear_probe_accuracy(X, y, n_langs, half, steps=steps, seed=seed)
+    return {"language_probe": out}
+
+
+def linear_probe_accuracy(X: Any, y: Any, n_classes: int, n_fit: int, *, steps: int = 300, seed: int = 0) -> float:
+    """Accuracy on rows n_fit: of a softmax regression fitted on rows :n_fit
+    (features standardised with the fitting rows' statistics)."""
+    import torch
+
+    X = torch.as_tensor(X, dtype=torch.float32)
+    y = torch.as_tensor(y, dtype=torch.long)
+    mean, std = X[:n_fit].mean(0), X[:n_fit].std(0) + 1e-6
+    Xn = (X - mean) / std
+    torch.manual_seed(seed)
+    probe = torch.nn.Linear(X.shape[1], n_classes)
+    opt = torch.optim.Adam(probe.parameters(), lr=0.05)
+    for _ in range(steps):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(probe(Xn[:n_fit]), y[:n_fit]).backward()
+        opt.step()
+    with torch.no_grad():
+        return float((probe(Xn[n_fit:]).argmax(1) == y[n_fit:]).float().mean())
+
+
+@registry.misc("spacy_mlre.metrics.language_probe.v1")
+def make_language_probe_metric():
+    def metric(examples: List[Example], nlp: Any = None) -> Dict[str, Any]:
+        if nlp is None:
+            raise ValueError("The language_probe metric needs the pipeline: it reads the model's pair embeddings.")
+        return language_probe_scores(examples, nlp)
+
+    metric.needs_nlp = True  # type: ignore[attr-defined]
+    return metric

@@ -79,3 +79,31 @@ def test_evaluate_cli_bags_metric(amnre_pipeline, tiny_corpus, tmp_path):
     assert bags["auc"] > 0.9 and bags["p@100"] == pytest.approx(16 / bags["n_predictions"])
     assert "| bag auc |" in (out / "scores.md").read_text()
     assert (out / "pr_curve.png").stat().st_size > 1000
+
+
+def test_language_probe_metric(amnre_pipeline, tiny_corpus):
+    """The discriminator check of the AMNRE paper: accuracies in [0, 1] for the
+    model's discriminator and a fresh probe on both embeddings, chance from
+    the language counts of the scored pairs."""
+    from spacy_mlre.cli.evaluate import evaluate_pipeline, scores_markdown
+
+    scores = evaluate_pipeline(str(amnre_pipeline), tiny_corpus / "dev.spacy", metrics=["language_probe"])
+    probe = scores["language_probe"]
+    counts = probe["languages"]
+    assert set(counts) == {"en", "de", "pl"} and sum(counts.values()) == probe["n_pairs"] > 0
+    assert max(counts.values()) / probe["n_pairs"] == pytest.approx(probe["chance"], abs=0.35)
+    for key in ("discriminator_consistent", "probe_consistent", "probe_individual"):
+        assert 0.0 <= probe[key] <= 1.0
+    assert "| language probe individual (accuracy) |" in scores_markdown(scores)
+
+
+def test_linear_probe_separates_what_is_separable_and_not_noise():
+    torch = pytest.importorskip("torch")
+    from spacy_mlre.metrics.bags import linear_probe_accuracy
+
+    gen = torch.Generator().manual_seed(0)
+    y = torch.arange(400) % 2
+    noise = torch.randn(400, 8, generator=gen)
+    separable = noise + 10.0 * torch.nn.functional.one_hot(y, 8).float()  # means 14 noise sds apart
+    assert linear_probe_accuracy(separable, y, 2, 200) == 1.0
+    assert 0.35 < linear_probe_accuracy(noise, y, 2, 200) < 0.65
