@@ -138,7 +138,7 @@ def evaluate_cli(
 ) -> None:
     """Evaluate a relation extraction pipeline."""
     split = lambda s: [x for x in s.split(",") if x] or None  # noqa: E731
-    for path in split(data) or [data]:
+    for path in split(str(data)) or [data]:
         if not Path(path).exists():
             raise typer.BadParameter(f"{path} does not exist.", param_hint="DATA")
     scores = evaluate_pipeline(
