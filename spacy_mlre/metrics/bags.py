@@ -11,7 +11,7 @@ Bags are keyed as the model keys them while training (its `bag_keys`), read
 from the predicted docs, which carry no gold relations: the grouping cannot
 depend on the labels.
 """
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy
 from spacy.training import Example
@@ -65,11 +65,14 @@ def bag_scores(examples: List[Example], nlp: Any, *, key_sources: Optional[Seque
     return {"bags": out}
 
 
-def make_bag_metric_fn():
+def pipeline_metric(name: str, why: str, score: Callable[[List[Example], Any], Dict[str, Any]]):
+    """A metric that runs the model again: the evaluate CLI sees `needs_nlp`
+    and passes the pipeline."""
+
     def metric(examples: List[Example], nlp: Any = None) -> Dict[str, Any]:
         if nlp is None:
-            raise ValueError("The bags metric needs the pipeline: it re-scores whole bags with the model.")
-        return bag_scores(examples, nlp)
+            raise ValueError(f"The {name} metric needs the pipeline: {why}.")
+        return score(examples, nlp)
 
     metric.needs_nlp = True  # type: ignore[attr-defined]
     return metric
@@ -77,7 +80,7 @@ def make_bag_metric_fn():
 
 @registry.misc("spacy_mlre.metrics.bags.v1")
 def make_bags_metric():
-    return make_bag_metric_fn()
+    return pipeline_metric("bags", "it re-scores whole bags with the model", bag_scores)
 
 
 def plot_pr_curve(scores: Dict[str, Any], path) -> Optional[Any]:
@@ -187,10 +190,4 @@ def linear_probe_accuracy(X: Any, y: Any, n_classes: int, n_fit: int, *, steps: 
 
 @registry.misc("spacy_mlre.metrics.language_probe.v1")
 def make_language_probe_metric():
-    def metric(examples: List[Example], nlp: Any = None) -> Dict[str, Any]:
-        if nlp is None:
-            raise ValueError("The language_probe metric needs the pipeline: it reads the model's pair embeddings.")
-        return language_probe_scores(examples, nlp)
-
-    metric.needs_nlp = True  # type: ignore[attr-defined]
-    return metric
+    return pipeline_metric("language_probe", "it reads the model's pair embeddings", language_probe_scores)
