@@ -110,12 +110,12 @@ def _source_indices(record: Dict[str, Any], n_entities: int) -> Sequence[int]:
 
 
 def _relations(
-    record: Dict[str, Any], entities: List[Tuple[int, int, str]], doc_key: str
+    record: Dict[str, Any], entities: List[Tuple[int, int, str]], doc_key: str, source: Sequence[int]
 ) -> List[Tuple[int, int, str, Optional[str]]]:
+    """source: each entity's index in the English record."""
     index: Dict[Tuple[int, int], int] = {}
     for i, (start, end, _label) in enumerate(entities):
         index.setdefault((start, end), i)
-    source = _source_indices(record, len(entities))
     out = []
     for item in require(record, "relations", list):
         if not isinstance(item, list) or len(item) < 5 or not isinstance(item[4], str):
@@ -169,9 +169,10 @@ class CrossREConverter(Converter):
         entities = _entities(record, len(words))
         # kb id = the entity's English-source index: every pair, related or not,
         # then has one bag key in every language (AMNRE's held-out bags)
-        kb_ids = [f"{doc_key}|{i}" for i in _source_indices(record, len(entities))]
+        english_index = _source_indices(record, len(entities))
+        kb_ids = [f"{doc_key}|{i}" for i in english_index]
         ex = Example(
-            list(words), spaces, entities, _relations(record, entities, doc_key),
+            list(words), spaces, entities, _relations(record, entities, doc_key, english_index),
             doc_id=doc_key, lang=source.lang, kb_ids=kb_ids,
         )
         for kind in repairs:
