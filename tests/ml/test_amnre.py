@@ -15,7 +15,7 @@ from mlre_testing import ROOT, make_doc
 
 torch = pytest.importorskip("torch")
 
-from spacy_mlre.ml.layers.adversarial import grad_reverse, orthogonality_penalty  # noqa: E402
+from spacy_mlre.ml.layers.adversarial import grad_reverse, language_targets, orthogonality_penalty  # noqa: E402
 from spacy_mlre.ml.layers.amnre_net import AMNRENet  # noqa: E402
 from spacy_mlre.ml.layers.selective_attention import diagonal_log_probs, segment_softmax, selective_attention  # noqa: E402
 from spacy_mlre.ml.layers.sentence_encoders import relative_positions  # noqa: E402
@@ -84,11 +84,45 @@ def test_orthogonality_penalty_equals_reference():
     g = torch.Generator().manual_seed(2)
     ind, cons = torch.randn(5, 3, generator=g), torch.randn(5, 3, generator=g)
     langs = torch.tensor([0, 1, 0, 0, 1])
-    ref = 0.0
+    raw, normalized = 0.0, 0.0
     for j in (0, 1):
         rows = langs.numpy() == j
-        ref += ((ind.numpy()[rows].T @ cons.numpy()[rows]) ** 2).sum()  # ||I_j^T C_j||_F^2
-    assert float(orthogonality_penalty(ind, cons, langs, [0, 1])) == pytest.approx(ref, rel=1e-5)
+        I, C = ind.numpy()[rows], cons.numpy()[rows]
+        raw += ((I.T @ C) ** 2).sum()  # ||I_j^T C_j||_F^2, Eq. 17 as printed
+        I, C = I - I.mean(axis=0), C - C.mean(axis=0)  # the authors' code: centred, unit rows, mean
+        I = I / numpy.linalg.norm(I, axis=1, keepdims=True)
+        C = C / numpy.linalg.norm(C, axis=1, keepdims=True)
+        normalized += ((I.T @ C) ** 2).mean()
+    assert float(orthogonality_penalty(ind, cons, langs, [0, 1], normalize=False)) == pytest.approx(raw, rel=1e-5)
+    assert float(orthogonality_penalty(ind, cons, langs, [0, 1])) == pytest.approx(normalized, rel=1e-5)
+    # the normalised form ignores the embeddings' scale; the printed one grows with its square
+    assert float(orthogonality_penalty(10 * ind, cons, langs, [0, 1])) == pytest.approx(normalized, rel=1e-4)
+    assert float(orthogonality_penalty(10 * ind, cons, langs, [0, 1], normalize=False)) == pytest.approx(100 * raw, rel=1e-4)
+
+
+def test_language_targets_smooth_and_flip():
+    langs = torch.tensor([0, 1, 2])
+    assert torch.allclose(language_targets(langs, 3, 0.1)[0], torch.tensor([0.9, 0.05, 0.05]))
+    assert torch.allclose(language_targets(langs, 3, 0.1, flip=True)[1], torch.tensor([0.45, 0.1, 0.45]))
+    # two languages: the authors' binary labels 0.9 / 0.1 and their flipped 1 - y
+    assert torch.allclose(language_targets(torch.tensor([1]), 2, 0.1), torch.tensor([[0.1, 0.9]]))
+    assert torch.allclose(language_targets(torch.tensor([1]), 2, 0.1, flip=True), torch.tensor([[0.9, 0.1]]))
+
+
+def test_fool_loss_objectives():
+    torch.manual_seed(0)
+    net = AMNRENet(_net_cfg(adversarial="alternating"))
+    cons = torch.randn(4, 6)
+    langs = torch.tensor([0, 1, 1, 0])
+    logits = net.discriminator(cons)
+    flipped = torch.tensor([[0.1, 0.9], [0.9, 0.1], [0.9, 0.1], [0.1, 0.9]])
+    ref = -(flipped * torch.log_softmax(logits, dim=-1)).sum(-1).mean()
+    assert net.fool_loss(cons, langs).item() == pytest.approx(ref.item(), rel=1e-5)
+    net.cfg["adversarial_objective"] = "eq16"  # mean log D[j], as printed
+    ref = torch.log_softmax(logits, dim=-1)[torch.arange(4), langs].mean()
+    assert net.fool_loss(cons, langs).item() == pytest.approx(ref.item(), rel=1e-5)
+    with pytest.raises(ValueError, match="adversarial_objective"):
+        AMNRENet(_net_cfg(adversarial_objective="minimax"))
 
 
 def test_bag_log_probs_of_the_network_equal_eq_11():

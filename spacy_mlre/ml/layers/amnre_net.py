@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .adversarial import Discriminator, grad_reverse, orthogonality_penalty
+from .adversarial import OBJECTIVES, Discriminator, grad_reverse, language_targets, orthogonality_penalty, soft_cross_entropy
 from .selective_attention import diagonal_log_probs, segment_softmax
 from .sentence_encoders import build_sentence_encoder
 
@@ -35,6 +35,11 @@ class AMNRENet(nn.Module):
         self.cfg = dict(cfg)
         if cfg["adversarial"] not in ADVERSARIAL:
             raise ValueError(f"adversarial must be null, 'alternating' or 'reversal', got {cfg['adversarial']!r}.")
+        self.cfg.setdefault("adversarial_objective", "flip")
+        self.cfg.setdefault("discriminator_smoothing", 0.1)
+        self.cfg.setdefault("orthogonality_normalize", True)
+        if self.cfg["adversarial_objective"] not in OBJECTIVES:
+            raise ValueError(f"adversarial_objective must be one of {list(OBJECTIVES)}, got {self.cfg['adversarial_objective']!r}.")
         if not (cfg["individual"] or cfg["consistent"]):
             raise ValueError("AMNRE needs the individual or the consistent part (or both).")
         if cfg["adversarial"] and not cfg["consistent"]:
@@ -136,18 +141,31 @@ class AMNRENet(nn.Module):
         """Eq. 17 (zero when an embedding is missing or the encoders are shared)."""
         if ind is None or self.consistent is None:
             return ind.new_zeros(()) if ind is not None else cons.new_zeros(())
-        return orthogonality_penalty(ind, cons, pair_lang, range(len(self.cfg["langs"])))
+        return orthogonality_penalty(ind, cons, pair_lang, range(len(self.cfg["langs"])),
+                                     normalize=self.cfg["orthogonality_normalize"])
 
     def discriminator_loss(self, cons: torch.Tensor, pair_lang: torch.Tensor) -> torch.Tensor:
-        """Mean cross-entropy of D predicting each consistent embedding's language (L^D_adv)."""
-        return F.cross_entropy(self.discriminator(cons), pair_lang)
+        """Mean cross-entropy of D predicting each consistent embedding's language
+        (L^D_adv), against targets smoothed by `discriminator_smoothing`."""
+        targets = language_targets(pair_lang, len(self.cfg["langs"]), self.cfg["discriminator_smoothing"])
+        return soft_cross_entropy(self.discriminator(cons), targets)
+
+    def fool_loss(self, cons: torch.Tensor, pair_lang: torch.Tensor) -> torch.Tensor:
+        """L^E_adv, the consistent encoders' objective against D: "flip" (the
+        authors' code) is the cross-entropy towards the swapped smoothed targets;
+        "eq16" is Eq. 16 as printed, mean log D(E^C(x))[j] (unbounded below)."""
+        logits = self.discriminator(cons)
+        if self.cfg["adversarial_objective"] == "eq16":
+            return -F.cross_entropy(logits, pair_lang)
+        targets = language_targets(pair_lang, len(self.cfg["langs"]), self.cfg["discriminator_smoothing"], flip=True)
+        return soft_cross_entropy(logits, targets)
 
     def adversarial_steps(self, words, lengths, sent_lang, pair_sent, heads, tails, n_pairs: int = 0,
                           generator: Optional[torch.Generator] = None) -> Dict[str, float]:
         """The paper's alternating updates before each extraction update (ratio
         1:1:5 = extraction : discriminator : encoder steps by default): D minimises
         L^D_adv on detached consistent embeddings, then the consistent encoders
-        minimise L^E_adv = sum log D(E^C(x))[j] (Eq. 16), each with its own Adam."""
+        minimise L^E_adv (`fool_loss`), each with its own Adam."""
         ratio = self.cfg["adversarial_ratio"]
         if n_pairs and pair_sent.shape[0] > n_pairs:
             pick = torch.randperm(pair_sent.shape[0], generator=generator)[:n_pairs]
@@ -175,7 +193,7 @@ class AMNRENet(nn.Module):
         for _ in range(int(round(ratio[2] / ratio[0]))):
             self.discriminator.eval()
             cons = self._encode(self.consistent, *args)
-            loss = -self.discriminator_loss(cons, pair_lang)  # = mean log D(E^C(x))[j]
+            loss = self.fool_loss(cons, pair_lang)
             grads = torch.autograd.grad(loss, list(self.consistent.parameters()), allow_unused=True)
             _step(e_opt, self.consistent.parameters(), grads)
             losses["fool"] = loss.item()
@@ -215,5 +233,6 @@ def config_keys() -> List[str]:
         "langs", "n_rel", "word_width", "encoder", "hidden_width", "window", "position_width", "max_position",
         "dropout", "individual", "consistent", "share_encoders", "share_relations", "adversarial",
         "adversarial_ratio", "adversarial_weight", "adversarial_learn_rate", "discriminator_width",
-        "discriminator_dropout", "orthogonality",
+        "discriminator_dropout", "discriminator_smoothing", "adversarial_objective", "orthogonality",
+        "orthogonality_normalize",
     ]

@@ -49,9 +49,12 @@ def build_amnre(
     adversarial_weight: float = 1.0,
     adversarial_learn_rate: float = 0.001,
     adversarial_pairs: int = 512,
+    adversarial_objective: str = "flip",
     discriminator_width: int = 2048,
     discriminator_dropout: float = 0.1,
+    discriminator_smoothing: float = 0.1,
     orthogonality: float = 0.02,
+    orthogonality_normalize: bool = True,
     bag_keys: List[str] = list(KEY_SOURCES),
     nO: Optional[int] = None,
 ) -> Model[RelInputs, Floats2d]:
@@ -70,8 +73,13 @@ def build_amnre(
         : encoder updates in `adversarial_ratio`, the latter two with Adam at
         `adversarial_learn_rate` on at most `adversarial_pairs` pairs), "reversal"
         (gradient reversal scaled by `adversarial_weight`, one pass) or null (noA).
-    discriminator_width, discriminator_dropout: the 2-layer MLP discriminator.
-    orthogonality: lambda_3 of the penalty (0: noO).
+    adversarial_objective: the encoders' side of the game: "flip" (the authors'
+        code: cross-entropy towards the swapped language targets) or "eq16"
+        (the paper's min log D[j] as printed; unbounded, see layers/adversarial.py).
+    discriminator_width, discriminator_dropout: the 2-layer MLP discriminator;
+        discriminator_smoothing: label smoothing of its targets (the code's 0.1).
+    orthogonality: lambda_3 of the penalty (0: noO). orthogonality_normalize:
+        the code's centred, unit-length, averaged form (false: Eq. 17 as printed).
     bag_keys: sources of the bag key of a pair while training (spacy_mlre.bags).
     """
     cfg = {
@@ -80,8 +88,9 @@ def build_amnre(
         "individual": individual, "consistent": consistent, "share_encoders": share_encoders,
         "share_relations": share_relations, "adversarial": adversarial, "adversarial_ratio": list(adversarial_ratio),
         "adversarial_weight": adversarial_weight, "adversarial_learn_rate": adversarial_learn_rate,
-        "discriminator_width": discriminator_width, "discriminator_dropout": discriminator_dropout,
-        "orthogonality": orthogonality,
+        "adversarial_objective": adversarial_objective, "discriminator_width": discriminator_width,
+        "discriminator_dropout": discriminator_dropout, "discriminator_smoothing": discriminator_smoothing,
+        "orthogonality": orthogonality, "orthogonality_normalize": orthogonality_normalize,
     }
     return Model(
         "amnre",
