@@ -219,6 +219,54 @@ def test_alternating_steps_move_encoders_against_and_discriminator_with_its_loss
     assert all(torch.equal(a, b) for a, b in zip(c_before, net.consistent.parameters()))
 
 
+_GRADIENT_SCRIPT = """
+import hashlib, sys, torch
+from spacy_mlre.ml.determinism import deterministic_torch
+from spacy_mlre.ml.layers.amnre_net import AMNRENet
+torch.set_num_threads(2)
+torch.manual_seed(0)
+cfg = dict(langs=["en", "de"], n_rel=18, word_width=80, encoder="cnn", hidden_width=None, window=3,
+           position_width=5, max_position=60, dropout=0.0, individual=True, consistent=True,
+           share_encoders=False, share_relations=False, adversarial="reversal", adversarial_ratio=[1, 1, 5],
+           adversarial_weight=1.0, adversarial_learn_rate=0.001, discriminator_width=256,
+           discriminator_dropout=0.0, orthogonality=0.02)
+net = AMNRENet(cfg)
+g = torch.Generator().manual_seed(1)
+S, L, P, B = 20, 120, 600, 400
+words = torch.randn(S, L, 80, generator=g, requires_grad=True)
+sent_lang = torch.randint(0, 2, (S,), generator=g)
+pair_sent = torch.randint(0, S, (P,), generator=g)
+h, t = torch.randint(0, L - 3, (P,), generator=g), torch.randint(0, L - 3, (P,), generator=g)
+pair_bag = torch.randint(0, B, (P,), generator=g)
+dist = torch.softmax(torch.randn(B, 18, generator=g), 1)
+with deterministic_torch(sys.argv[1] == "on"):
+    lp, ind, cons = net(words, torch.full((S,), L), sent_lang, pair_sent, torch.stack([h, h + 2], 1),
+                        torch.stack([t, t + 2], 1), pair_bag, B)
+    parts = net.training_loss(lp, dist, torch.full((B,), 1 / B), ind, cons, sent_lang[pair_sent])
+    sum(parts.values()).backward()
+grads = [p.grad.numpy().tobytes() for p in net.parameters() if p.grad is not None] + [words.grad.numpy().tobytes()]
+print(hashlib.md5(b"".join(grads)).hexdigest())
+"""
+
+
+def test_training_gradients_are_the_same_in_every_process():
+    """Two processes (different hash seeds, so different memory layouts) with two
+    torch threads compute bit-identical gradients under deterministic_torch; without
+    it, the indexing backward and the convolution summed in layout-dependent order
+    here and two `spacy train` runs of AMNRE diverged."""
+    import os
+    import subprocess
+    import sys
+
+    def run(seed: int) -> str:
+        env = dict(os.environ, PYTHONHASHSEED=str(seed))
+        out = subprocess.run([sys.executable, "-c", _GRADIENT_SCRIPT, "on"], env=env, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip()
+
+    assert run(0) == run(1) == run(2)
+
+
 # --- the model in the pipe -----------------------------------------------------------
 
 

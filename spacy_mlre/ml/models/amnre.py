@@ -26,6 +26,7 @@ from thinc.types import Floats2d
 from ...bags import KEY_SOURCES, pair_bag_keys
 from ...language import get_lang
 from ...pipeline.candidates import Candidates
+from ..determinism import deterministic_torch
 
 RelInputs = Tuple[List[Doc], Candidates]
 
@@ -195,19 +196,21 @@ def _forward(model: Model, inputs: RelInputs, is_train: bool) -> Tuple[Floats2d,
     docs, cands = inputs
     net = get_net(model)
     words, lengths_t, sent_lang, pair_sent, heads, tails, bp_embed, lengths = _tensors(model, docs, cands, is_train)
+    on_cpu = words.device.type == "cpu"  # CUDA's deterministic mode needs an environment variable set
     if is_train:
         keys = candidate_bag_keys(docs, cands, model.attrs["bag_keys"])
         uniq = {k: i for i, k in enumerate(dict.fromkeys(keys))}
         pair_bag = torch.tensor([uniq[k] for k in keys], dtype=torch.long)
         n_bags = len(uniq)
         if net.cfg["adversarial"] == "alternating" and cands.n_pairs:
-            net.adversarial_steps(words.detach(), lengths_t, sent_lang, pair_sent, heads, tails,
-                                  model.attrs["adversarial_pairs"])
+            with deterministic_torch(on_cpu):
+                net.adversarial_steps(words.detach(), lengths_t, sent_lang, pair_sent, heads, tails,
+                                      model.attrs["adversarial_pairs"])
     else:
         pair_bag = torch.arange(cands.n_pairs, dtype=torch.long)
         n_bags = cands.n_pairs
     net.train(is_train)
-    with torch.set_grad_enabled(is_train):
+    with torch.set_grad_enabled(is_train), deterministic_torch(is_train and on_cpu):
         bag_lp, ind, cons = net(words, lengths_t, sent_lang, pair_sent, heads, tails, pair_bag, n_bags)
         pair_lp = bag_lp[pair_bag]
     logits = model.ops.asarray2f(torch2xp(pair_lp.detach()))
@@ -226,7 +229,8 @@ def _forward(model: Model, inputs: RelInputs, is_train: bool) -> Tuple[Floats2d,
         parts = net.training_loss(bag_lp, bag_dist, bag_w, ind, cons, sent_lang[pair_sent])
         loss = sum(parts.values())
         model.attrs["last_losses"] = {k: v.item() for k, v in parts.items()}
-        loss.backward()
+        with deterministic_torch(on_cpu):
+            loss.backward()
         d_padded = torch2xp(words.grad) if words.grad is not None else model.ops.alloc3f(*words.shape)
         bp_embed([model.ops.asarray2f(d_padded[i, :n]) for i, n in enumerate(lengths)])
         return inputs
