@@ -178,15 +178,41 @@ def test_tail_attention_ignores_padding_and_empty_docs():
     rng = numpy.random.default_rng(0)
     short, long = rng.normal(size=(3, 8)).astype("float32"), rng.normal(size=(7, 8)).astype("float32")
     empty = numpy.zeros((0, 8), dtype="float32")
-    layer.initialize(X=[short], Y=[short])
-    alone = layer.predict([short])[0]
-    batched = layer.predict([empty, long, short])
+    all_rows = [numpy.arange(len(X), dtype="int32") for X in (empty, long, short)]
+    layer.initialize(X=([short], all_rows[2:]), Y=[short])
+    alone = layer.predict(([short], all_rows[2:]))[0]
+    batched = layer.predict(([empty, long, short], all_rows))
     assert batched[0].shape == (0, 8) and batched[1].shape == (7, 8)
     numpy.testing.assert_allclose(batched[2], alone, atol=1e-5)
     assert not numpy.allclose(alone, short)  # it does transform E_w
-    Ys, backprop = layer([empty, short, long], is_train=True)
-    dXs = backprop([numpy.ones_like(Y) for Y in Ys])
+    Ys, backprop = layer(([empty, short, long], [all_rows[0], all_rows[2], all_rows[1]]), is_train=True)
+    dXs, _ = backprop([numpy.ones_like(Y) for Y in Ys])
     assert [d.shape for d in dXs] == [(0, 8), (3, 8), (7, 8)] and all(numpy.isfinite(d).all() for d in dXs)
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_tail_attention_at_queries_equals_the_full_layer(norm_first):
+    """E_p computed at a doc's entity tokens only equals torch's own layer at those
+    rows, and so do the gradients w.r.t. every token (keys and values included)."""
+    import torch
+
+    fix_random_seed(0)
+    layer = self_attention(8, heads=2, ffn_width=16, dropout=0.0)
+    torch_layer = layer.layers[0].shims[0]._model
+    torch_layer.norm_first = norm_first
+    rng = numpy.random.default_rng(1)
+    X = rng.normal(size=(9, 8)).astype("float32")
+    rows = numpy.asarray([1, 2, 6], dtype="int32")
+    layer.initialize(X=([X], [rows]), Y=[X[rows]])
+    Ys, backprop = layer(([X], [rows]), is_train=True)
+    dY = rng.normal(size=Ys[0].shape).astype("float32")
+    (dX,), _ = backprop([dY])
+
+    x = torch.tensor(X[None], requires_grad=True)
+    full = torch.nn.TransformerEncoderLayer.forward(torch_layer, x)[0]
+    numpy.testing.assert_allclose(Ys[0], full[rows].detach().numpy(), atol=1e-5)
+    full[rows].backward(torch.tensor(dY))
+    numpy.testing.assert_allclose(dX, x.grad[0].numpy(), atol=1e-5)
 
 
 SMALL_TOK2VEC = {

@@ -9,6 +9,7 @@ is one block gather, which is what makes it fast on docs with many entities.
 """
 from typing import Callable, List, Optional, Tuple
 
+import numpy
 from spacy.tokens import Doc
 from spacy.util import registry
 from thinc.api import Dropout, Model
@@ -17,7 +18,7 @@ from thinc.types import Floats2d
 from ...pipeline.candidates import Candidates
 from ..layers.attention import self_attention
 from ..layers.doc_vector import add_doc_vector, add_given_doc_vector
-from ..layers.kernel import build_block_index, kernel_scorer
+from ..layers.kernel import BlockIndex, build_block_index, kernel_scorer
 
 RelInputs = Tuple[List[Doc], Candidates]
 
@@ -122,12 +123,11 @@ def _forward(model: Model, inputs: RelInputs, is_train: bool) -> Tuple[Floats2d,
     else:
         Ew = X
         Eb, bp_Eb = Ew, None
+    index = build_block_index(cands, [len(doc) for doc in docs])
     if model.has_ref("attention"):
-        Eps, bp_Ep = model.get_ref("attention")(ops.unflatten(Ew, lengths), is_train)
-        Ep = ops.flatten(Eps)
+        Ep, bp_Ep = _tail_attention(model.get_ref("attention"), Ew, lengths, index, is_train)
     else:
         Ep, bp_Ep = Ew, None
-    index = build_block_index(cands, [len(doc) for doc in docs])
     logits, bp_kernel = model.get_ref("kernel")((Eb, Ep, index), is_train)
 
     def backprop(dY: Floats2d) -> RelInputs:
@@ -140,7 +140,7 @@ def _forward(model: Model, inputs: RelInputs, is_train: bool) -> Tuple[Floats2d,
         else:
             dEw = bp_Eb(dEb)[0] if bp_Eb is not None else dEb
         if bp_Ep is not None:
-            dEw = dEw + ops.flatten(bp_Ep(ops.unflatten(dEp, lengths)))
+            dEw = dEw + bp_Ep(dEp)
         else:
             dEw = dEw + dEp
         dX = bp_split(dEw, dEa) if given else dEw
@@ -148,6 +148,29 @@ def _forward(model: Model, inputs: RelInputs, is_train: bool) -> Tuple[Floats2d,
         return inputs
 
     return logits, backprop
+
+
+def _tail_attention(attention: Model, Ew: Floats2d, lengths, index: BlockIndex, is_train: bool) -> Tuple[Floats2d, Callable]:
+    """E_p at the batch's entity tokens (the only rows the kernel reads), as a
+    flat (n_tokens, width) array with zeros elsewhere."""
+    ops = attention.ops
+    xp = ops.xp
+    lengths_np = ops.to_numpy(lengths)
+    starts = numpy.cumsum(lengths_np) - lengths_np
+    rows = [numpy.unique(index.tokens[d][index.mask[d] > 0]) for d in range(len(lengths_np))]
+    queries = [ops.asarray1i(r - starts[d]) for d, r in enumerate(rows)]
+    flat_rows = xp.asarray(numpy.concatenate(rows) if rows else numpy.zeros((0,), dtype="int64"))
+    Ys, bp_attention = attention((ops.unflatten(Ew, lengths), queries), is_train)
+    Ep = ops.alloc2f(*Ew.shape)
+    if flat_rows.shape[0]:
+        Ep[flat_rows] = ops.flatten(Ys)
+
+    def backprop(dEp: Floats2d) -> Floats2d:
+        dYs = [dEp[xp.asarray(r)] for r in rows]
+        dXs, _ = bp_attention(dYs)
+        return ops.flatten(dXs)
+
+    return Ep, backprop
 
 
 def _split_first_rows(ops, X: Floats2d, rows) -> Tuple[Tuple[Floats2d, Floats2d], Callable]:
