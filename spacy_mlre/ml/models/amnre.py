@@ -48,7 +48,7 @@ def build_amnre(
     adversarial: Optional[str] = "alternating",
     adversarial_ratio: List[int] = [1, 1, 5],
     adversarial_weight: float = 1.0,
-    adversarial_learn_rate: float = 0.001,
+    adversarial_learn_rate: float = 0.0001,
     adversarial_pairs: int = 512,
     adversarial_objective: str = "flip",
     discriminator_width: int = 2048,
