@@ -166,8 +166,7 @@ def _tail_attention(attention: Model, Ew: Floats2d, lengths, index: BlockIndex, 
         Ep[flat_rows] = ops.flatten(Ys)
 
     def backprop(dEp: Floats2d) -> Floats2d:
-        dYs = [dEp[xp.asarray(r)] for r in rows]
-        dXs, _ = bp_attention(dYs)
+        dXs, _ = bp_attention(ops.unflatten(dEp[flat_rows], ops.asarray1i([len(r) for r in rows])))
         return ops.flatten(dXs)
 
     return Ep, backprop
