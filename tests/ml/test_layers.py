@@ -1,9 +1,10 @@
 import numpy
 import pytest
-from thinc.api import NumpyOps
+from thinc.api import Maxout, NumpyOps
 
 from mlre_testing import numeric_grad
-from spacy_mlre.ml.layers.spans import gather_rows, mean_between, span_pooler, span_token_indices
+from spacy_mlre.ml.layers.pair_maxout import pair_maxout
+from spacy_mlre.ml.layers.spans import mean_between, span_pooler, span_token_indices
 
 
 
@@ -48,10 +49,40 @@ def test_mean_between_values_empty_rows_and_gradient():
     numpy.testing.assert_allclose(dX, num, rtol=1e-2, atol=1e-3)
 
 
-def test_gather_rows_scatters_back():
-    X = numpy.arange(6, dtype="float32").reshape(3, 2)
-    model = gather_rows()
-    Y, backprop = model((X, numpy.array([2, 0, 2])), is_train=True)
-    assert Y.tolist() == [[4, 5], [0, 1], [4, 5]]
-    dX, _ = backprop(numpy.ones((3, 2), dtype="float32"))
-    assert dX.tolist() == [[1, 1], [0, 0], [2, 2]]
+@pytest.mark.parametrize("feats_width", [3, 0])
+def test_pair_maxout_equals_maxout_on_concatenated_pairs(feats_width):
+    """Projecting entities once must give Maxout's outputs and gradients on [E[h]; E[t]; F]."""
+    rng = numpy.random.default_rng(2)
+    E = rng.normal(size=(5, 4)).astype("float32")
+    F = rng.normal(size=(7, feats_width)).astype("float32")
+    pairs = numpy.array([[0, 1], [1, 0], [2, 4], [4, 4], [3, 0], [0, 2], [1, 1]], dtype="int32")
+    model = pair_maxout(nO=6, nP=3)
+    model.initialize(X=(E, pairs, F))
+    model.set_param("b", rng.normal(size=(6, 3)).astype("float32"))
+    reference = Maxout(nO=6, nP=3, nI=8 + feats_width)
+    reference.initialize()
+    reference.set_param("W", model.get_param("W").copy())
+    reference.set_param("b", model.get_param("b").copy())
+    Y, backprop = model((E, pairs, F), is_train=True)
+    Y_ref, backprop_ref = reference(numpy.concatenate([E[pairs[:, 0]], E[pairs[:, 1]], F], axis=1), is_train=True)
+    numpy.testing.assert_allclose(Y, Y_ref, rtol=1e-5, atol=1e-5)
+    dY = rng.normal(size=Y.shape).astype("float32")
+    dE, _, dF = backprop(dY)
+    dX = backprop_ref(dY)
+    dE_ref = numpy.zeros_like(E)
+    numpy.add.at(dE_ref, pairs[:, 0], dX[:, :4])
+    numpy.add.at(dE_ref, pairs[:, 1], dX[:, 4:8])
+    numpy.testing.assert_allclose(dE, dE_ref, rtol=1e-5, atol=1e-5)
+    numpy.testing.assert_allclose(dF, dX[:, 8:], rtol=1e-5, atol=1e-5)
+    numpy.testing.assert_allclose(model.get_grad("W"), reference.get_grad("W"), rtol=1e-5, atol=1e-5)
+    numpy.testing.assert_allclose(model.get_grad("b"), reference.get_grad("b"), rtol=1e-5, atol=1e-5)
+
+
+def test_pair_maxout_no_pairs():
+    E = numpy.ones((3, 4), dtype="float32")
+    model = pair_maxout(nO=2, nP=3)
+    model.initialize(X=(E, numpy.array([[0, 1]]), numpy.zeros((1, 2), dtype="float32")))
+    Y, backprop = model((E, numpy.zeros((0, 2), dtype="int32"), numpy.zeros((0, 2), dtype="float32")), is_train=True)
+    assert Y.shape == (0, 2)
+    dE, _, dF = backprop(Y)
+    assert dE.shape == (3, 4) and not dE.any() and dF.shape == (0, 2)

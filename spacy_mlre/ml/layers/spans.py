@@ -102,23 +102,3 @@ def _mean_between_forward(
 
     return Y, backprop
 
-
-def gather_rows() -> Model[Tuple[Floats2d, Ints1d], Floats2d]:
-    """X[indices] with a scatter-add backprop: picks entity vectors per pair."""
-    return Model("gather_rows", _gather_forward)
-
-
-def _gather_forward(
-    model: Model, inputs: Tuple[Floats2d, Ints1d], is_train: bool
-) -> Tuple[Floats2d, Callable]:
-    X, indices = inputs
-    ops = model.ops
-    indices = ops.asarray1i(indices)
-    shape = X.shape
-
-    def backprop(dY: Floats2d) -> Tuple[Floats2d, Ints1d]:
-        dX = ops.alloc2f(*shape)
-        ops.scatter_add(dX, indices, dY)
-        return dX, indices
-
-    return X[indices], backprop

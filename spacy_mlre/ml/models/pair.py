@@ -1,19 +1,21 @@
 """spacy_mlre.PairClassifier.v1: the pooled head/tail baseline.
 
 encoder -> pooled head span, pooled tail span (+ entity-type embeddings)
-(+ mean of the tokens between them) -> hidden layer -> one logit per label.
-Each entity is pooled once per batch and gathered into its pairs, so all
-pairs of a batch share one encoder pass and one classifier call.
+(+ mean of the tokens between them) -> hidden Maxout layer -> one logit per label.
+Each entity is pooled, typed and projected by the hidden layer once per batch
+(layers/pair_maxout.py), so all pairs of a batch share one encoder pass and the
+per-pair work is a gather, the context's projection and the output layer.
 """
 from typing import Callable, List, Optional, Tuple
 
 from spacy.tokens import Doc
 from spacy.util import registry
-from thinc.api import HashEmbed, Linear, Maxout, Model, chain, glorot_uniform_init
+from thinc.api import Dropout, HashEmbed, LayerNorm, Linear, Model, chain, glorot_uniform_init
 from thinc.types import Floats2d
 
 from ...pipeline.candidates import Candidates
-from ..layers.spans import gather_rows, mean_between, span_pooler
+from ..layers.pair_maxout import pair_maxout
+from ..layers.spans import mean_between, span_pooler
 
 RelInputs = Tuple[List[Doc], Candidates]
 
@@ -50,8 +52,8 @@ def build_pair_classifier(
         layers.append(between)
         refs["between"] = between
     output_layer = Linear(nO=nO, init_W=glorot_uniform_init)
-    classifier = chain(Maxout(nO=hidden_width, nP=3, dropout=dropout, normalize=True), output_layer)
-    layers.extend([classifier, gather_rows()])
+    classifier = chain(pair_maxout(nO=hidden_width, nP=3), LayerNorm(nI=hidden_width), Dropout(dropout), output_layer)
+    layers.append(classifier)
     refs.update({"classifier": classifier, "output_layer": output_layer})
     return Model(
         "pair_classifier",
@@ -64,9 +66,9 @@ def build_pair_classifier(
     )
 
 
-def _features_width(model: Model, token_width: int) -> int:
-    width = 2 * token_width + 2 * model.attrs["type_width"]
-    return width + token_width if model.attrs["context"] else width
+def _widths(model: Model, token_width: int) -> Tuple[int, int]:
+    """Widths of an entity's features (pooled + type) and of a pair's own (context)."""
+    return token_width + model.attrs["type_width"], token_width if model.attrs["context"] else 0
 
 
 def _init(model: Model, X: Optional[RelInputs] = None, Y: Optional[Floats2d] = None) -> None:
@@ -85,8 +87,9 @@ def _init(model: Model, X: Optional[RelInputs] = None, Y: Optional[Floats2d] = N
         model.set_dim("nO", Y.shape[1], force=True)
     classifier = model.get_ref("classifier")
     n_out = model.get_dim("nO")
-    sample_X = model.ops.alloc2f(2, _features_width(model, token_width))
-    sample_Y = model.ops.alloc2f(2, n_out) if n_out else None
+    ent_width, pair_width = _widths(model, token_width)
+    sample_X = (model.ops.alloc2f(2, ent_width), model.ops.asarray2i([[0, 1]]), model.ops.alloc2f(1, pair_width))
+    sample_Y = model.ops.alloc2f(1, n_out) if n_out else None
     classifier.initialize(X=sample_X, Y=sample_Y)
 
 
@@ -95,7 +98,6 @@ def _forward(model: Model, inputs: RelInputs, is_train: bool) -> Tuple[Floats2d,
     ops = model.ops
     tok2vec, pooler = model.get_ref("tok2vec"), model.get_ref("pooler")
     classifier = model.get_ref("classifier")
-    gather = model.layers[-1]
 
     tokvecs, bp_tokvecs = tok2vec(docs, is_train)
     lengths = [len(doc) for doc in docs]
@@ -103,45 +105,30 @@ def _forward(model: Model, inputs: RelInputs, is_train: bool) -> Tuple[Floats2d,
     token_width = X.shape[1]
     ent_spans = ops.asarray(cands.global_spans(lengths), dtype="int64")
     ents, bp_ents = pooler((X, ent_spans), is_train)
-    heads = ops.asarray1i(cands.pairs[:, 0])
-    tails = ops.asarray1i(cands.pairs[:, 1])
-    both = ops.xp.concatenate([heads, tails])
-    ent_pairs, bp_gather = gather((ents, both), is_train)
-    n_pairs = heads.shape[0]
-    parts = [ent_pairs[:n_pairs], ent_pairs[n_pairs:]]
-    callbacks = []
+    ent_parts = [ents]
     if model.has_ref("type_embed"):
         types, bp_types = model.get_ref("type_embed")(ops.asarray(cands.labels, dtype="uint64"), is_train)
-        parts.extend([types[heads], types[tails]])
-        callbacks.append(("types", bp_types, types.shape))
+        ent_parts.append(types)
+    pairs = ops.asarray2i(cands.pairs[:, :2])
     if model.has_ref("between"):
         # tokens after the earlier entity ends and before the later one starts
-        h_spans, t_spans = ent_spans[heads], ent_spans[tails]
+        h_spans, t_spans = ent_spans[pairs[:, 0]], ent_spans[pairs[:, 1]]
         between_spans = ops.xp.stack(
             [ops.xp.minimum(h_spans[:, 1], t_spans[:, 1]), ops.xp.maximum(h_spans[:, 0], t_spans[:, 0])], axis=1
         )
-        ctx, bp_ctx = model.get_ref("between")((X, between_spans), is_train)
-        parts.append(ctx)
-    features = ops.xp.concatenate(parts, axis=1) if n_pairs else ops.alloc2f(0, _features_width(model, token_width))
-    scores, bp_scores = classifier(features, is_train)
+        pair_feats, bp_ctx = model.get_ref("between")((X, between_spans), is_train)
+    else:
+        pair_feats = ops.alloc2f(pairs.shape[0], 0)
+    ent_feats = ops.xp.concatenate(ent_parts, axis=1) if len(ent_parts) > 1 else ents
+    scores, bp_scores = classifier((ent_feats, pairs, pair_feats), is_train)
 
     def backprop(d_scores: Floats2d) -> RelInputs:
-        d_features = bp_scores(d_scores)
-        w = token_width
-        d_ent_pairs = ops.xp.concatenate([d_features[:, :w], d_features[:, w : 2 * w]])
-        col = 2 * w
-        d_ents, _ = bp_gather(d_ent_pairs)
-        dX, _ = bp_ents(d_ents)
+        d_ent_feats, _, d_pair_feats = bp_scores(d_scores)
+        dX, _ = bp_ents(ops.xp.ascontiguousarray(d_ent_feats[:, :token_width]))
         if model.has_ref("type_embed"):
-            tw = model.attrs["type_width"]
-            _, bp_types_, shape = callbacks[0]
-            d_types = ops.alloc2f(*shape)
-            ops.scatter_add(d_types, heads, d_features[:, col : col + tw])
-            ops.scatter_add(d_types, tails, d_features[:, col + tw : col + 2 * tw])
-            bp_types_(d_types)
-            col += 2 * tw
+            bp_types(ops.xp.ascontiguousarray(d_ent_feats[:, token_width:]))
         if model.has_ref("between"):
-            d_ctx_X, _ = bp_ctx(ops.xp.ascontiguousarray(d_features[:, col : col + w]))
+            d_ctx_X, _ = bp_ctx(d_pair_feats)
             dX = dX + d_ctx_X
         bp_tokvecs(ops.unflatten(dX, ops.asarray1i(lengths)))
         return inputs
