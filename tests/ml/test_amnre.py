@@ -18,7 +18,8 @@ torch = pytest.importorskip("torch")
 from spacy_mlre.ml.layers.adversarial import grad_reverse, language_targets, orthogonality_penalty  # noqa: E402
 from spacy_mlre.ml.layers.amnre_net import AMNRENet  # noqa: E402
 from spacy_mlre.ml.layers.selective_attention import diagonal_log_probs, segment_softmax, selective_attention  # noqa: E402
-from spacy_mlre.ml.layers.sentence_encoders import relative_positions  # noqa: E402
+from spacy_mlre.ml.layers import sentence_encoders  # noqa: E402
+from spacy_mlre.ml.layers.sentence_encoders import build_sentence_encoder, relative_positions  # noqa: E402
 
 EMBED = {"@architectures": "spacy.MultiHashEmbed.v2", "width": 16, "rows": [500, 100, 100, 100],
          "attrs": ["NORM", "PREFIX", "SUFFIX", "SHAPE"], "include_static_vectors": False}
@@ -50,8 +51,84 @@ def _net_inputs():
 
 
 def test_relative_positions():
-    ids = relative_positions(torch.tensor([2]), torch.tensor([4]), 7, 3)
+    ids = relative_positions(torch.tensor([2]), torch.tensor([4]), torch.arange(7)[None, :], 3)
     assert ids.tolist() == [[-2 + 3, -1 + 3, 3, 3, 1 + 3, 2 + 3, 3 + 3]]
+
+
+def _encoder_inputs(length=40, n_docs=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.tensor([length, length // 2][:n_docs])
+    words = torch.randn(n_docs, length, 4, generator=g)
+    for i, n in enumerate(lengths.tolist()):
+        words[i, n:] = 0.0  # padding is zero, as ops.pad gives it
+    pair_sent = torch.tensor([0, 0, 0, 1][: 3 if n_docs == 1 else 4])
+    heads = torch.tensor([[2, 4], [30, 31], [10, 12], [1, 2]])[: pair_sent.shape[0]]
+    tails = torch.tensor([[6, 7], [35, 38], [3, 4], [17, 20]])[: pair_sent.shape[0]]  # pair 3 ends its doc
+    return words, lengths, pair_sent, heads, tails
+
+
+def _encoder(kind, context, seed=0):
+    torch.manual_seed(seed)
+    return build_sentence_encoder(kind, 4, 2, 6, 3, 0.0, 5, context).eval()
+
+
+def test_cnn_encoder_is_the_papers_convolution_over_word_and_position_features():
+    """With the window covering the doc: Eq. 1-2 literally, one Conv1d over
+    [w; p1; p2] per pair, max over tokens, tanh."""
+    words, lengths, pair_sent, heads, tails = _encoder_inputs(n_docs=1)
+    enc = _encoder("cnn", 0)
+    weight = torch.cat([enc.conv_words.weight, enc.conv_positions.weight], dim=1)
+    with torch.no_grad():
+        got = enc(words, lengths, pair_sent, heads, tails)
+        for i in range(pair_sent.shape[0]):
+            n = int(lengths[pair_sent[i]])
+            pos = enc.positions(heads[i : i + 1], tails[i : i + 1], torch.arange(n)[None, :])[0]
+            x = torch.cat([words[pair_sent[i], :n], pos], dim=1)
+            h = torch.nn.functional.conv1d(x.T[None], weight, enc.conv_words.bias, padding=1)[0]
+            assert torch.allclose(got[i], torch.tanh(h.max(dim=1).values), atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["cnn", "bigru"])
+def test_encoding_of_a_doc_does_not_depend_on_the_batch(kind):
+    """The second doc's pair alone equals it padded beside a longer doc (the
+    padding's positions once leaked into the last token's convolution)."""
+    words, lengths, pair_sent, heads, tails = _encoder_inputs()
+    for seed in range(4):
+        enc = _encoder(kind, 0, seed)
+        with torch.no_grad():
+            batch = enc(words, lengths, pair_sent, heads, tails)[3]
+            alone = enc(words[1:2, :20], lengths[1:], torch.tensor([0]), heads[3:], tails[3:])[0]
+        assert torch.allclose(batch, alone, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["cnn", "bigru"])
+def test_pair_encoding_only_reads_its_context_window(kind):
+    """A pair's embedding changes with a word inside its window and not with
+    words beyond it (the CNN's edge tokens also see one neighbour each side)."""
+    words, lengths, pair_sent, heads, tails = _encoder_inputs(n_docs=1)
+    context, reach = 3, 1 if kind == "cnn" else 0
+    enc = _encoder(kind, context)
+    with torch.no_grad():
+        before = enc(words, lengths, pair_sent, heads, tails)
+        far = words.clone()
+        far[0, 7 + context + reach :] += 5.0  # pair 0: entities in 2..7, window 0..10
+        assert torch.allclose(enc(far, lengths, pair_sent, heads, tails)[0], before[0], atol=1e-6)
+        near = words.clone()
+        near[0, 7 + context - 1] += 5.0
+        assert not torch.allclose(enc(near, lengths, pair_sent, heads, tails)[0], before[0], atol=1e-3)
+        whole = _encoder(kind, 0)(far, lengths, pair_sent, heads, tails)[0]
+        assert not torch.allclose(whole, before[0], atol=1e-3)  # with context 0 the far words count
+
+
+@pytest.mark.parametrize("kind", ["cnn", "bigru"])
+def test_prediction_in_chunks_equals_one_pass(kind, monkeypatch):
+    words, lengths, pair_sent, heads, tails = _encoder_inputs()
+    enc = _encoder(kind, 4)
+    one_pass = enc(words, lengths, pair_sent, heads, tails).detach()  # gradients on: one chunk
+    monkeypatch.setattr(sentence_encoders, "CHUNK_FLOATS", 1)  # one pair per chunk
+    with torch.no_grad():
+        chunked = enc(words, lengths, pair_sent, heads, tails)
+    assert torch.allclose(chunked, one_pass, atol=1e-5)
 
 
 def test_attention_equals_a_loop_reference():

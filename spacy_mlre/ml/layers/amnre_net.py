@@ -38,6 +38,7 @@ class AMNRENet(nn.Module):
         self.cfg.setdefault("adversarial_objective", "flip")
         self.cfg.setdefault("discriminator_smoothing", 0.1)
         self.cfg.setdefault("orthogonality_normalize", True)
+        self.cfg.setdefault("context_window", 0)  # pipelines saved before the window encoded whole docs
         if self.cfg["adversarial_objective"] not in OBJECTIVES:
             raise ValueError(f"adversarial_objective must be one of {list(OBJECTIVES)}, got {self.cfg['adversarial_objective']!r}.")
         if not (cfg["individual"] or cfg["consistent"]):
@@ -51,7 +52,7 @@ class AMNRENet(nn.Module):
         def encoders() -> nn.ModuleList:
             return nn.ModuleList([
                 build_sentence_encoder(cfg["encoder"], cfg["word_width"], cfg["position_width"], cfg["hidden_width"],
-                                       cfg["window"], cfg["dropout"], cfg["max_position"])
+                                       cfg["window"], cfg["dropout"], cfg["max_position"], self.cfg["context_window"])
                 for _ in range(n_langs)
             ])
 
@@ -222,17 +223,3 @@ def _step(optimizer: torch.optim.Optimizer, params, grads: Sequence[Optional[tor
     optimizer.step()
     for p in params:
         p.grad = None
-
-
-def make_net(cfg: Dict[str, Any]) -> AMNRENet:
-    return AMNRENet(cfg)
-
-
-def config_keys() -> List[str]:
-    return [
-        "langs", "n_rel", "word_width", "encoder", "hidden_width", "window", "position_width", "max_position",
-        "dropout", "individual", "consistent", "share_encoders", "share_relations", "adversarial",
-        "adversarial_ratio", "adversarial_weight", "adversarial_learn_rate", "discriminator_width",
-        "discriminator_dropout", "discriminator_smoothing", "adversarial_objective", "orthogonality",
-        "orthogonality_normalize",
-    ]

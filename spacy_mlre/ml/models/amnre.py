@@ -40,6 +40,7 @@ def build_amnre(
     window: int = 3,
     position_width: int = 5,
     max_position: int = 60,
+    context_window: int = 60,
     dropout: float = 0.5,
     individual: bool = True,
     consistent: bool = True,
@@ -67,6 +68,9 @@ def build_amnre(
     encoder: "cnn" (window 3, 230 filters) or "bigru" (200 per direction);
         hidden_width null keeps those. position_width k_p; distances clipped to
         +-max_position; dropout on sentence embeddings.
+    context_window: a pair's instance is the tokens within this many of either
+        entity (the paper's instances are sentences; this bounds the cost of a
+        pair in a long doc); 0 encodes the whole doc for every pair.
     individual, consistent: the two halves of the model (Joint / mono-lingual
         baselines: consistent = false). share_encoders: MNRE-style, one encoder
         per language feeds both attentions. share_relations: the Share baseline.
@@ -85,7 +89,8 @@ def build_amnre(
     """
     cfg = {
         "langs": list(langs) if langs else None, "encoder": encoder, "hidden_width": hidden_width,
-        "window": window, "position_width": position_width, "max_position": max_position, "dropout": dropout,
+        "window": window, "position_width": position_width, "max_position": max_position,
+        "context_window": context_window, "dropout": dropout,
         "individual": individual, "consistent": consistent, "share_encoders": share_encoders,
         "share_relations": share_relations, "adversarial": adversarial, "adversarial_ratio": list(adversarial_ratio),
         "adversarial_weight": adversarial_weight, "adversarial_learn_rate": adversarial_learn_rate,
