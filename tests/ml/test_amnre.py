@@ -413,6 +413,29 @@ def test_single_doc_is_a_bag_of_one(overfit):
     assert probs[row, pipe.labels.index("works_for")] == pytest.approx(bag.scores["works_for"], abs=1e-5)
 
 
+def test_long_doc_with_many_entities(overfit):
+    """A 10,000-token doc with 300 entities: each pair reads only its window,
+    and a pair scores the same as in a doc of its window's tokens alone."""
+    from spacy_mlre.cli.benchmark import synthetic_docs
+
+    nlp, _ = overfit
+    pipe = nlp.get_pipe("relation_extractor")
+    (doc,) = synthetic_docs(nlp, 1, 300, 10000, lang="en")
+    cands, probs = pipe.predict([doc])
+    assert cands.n_pairs > 1000 and probs.shape == (cands.n_pairs, len(pipe.labels) + 1)
+    h, t = cands.pairs[cands.n_pairs // 2]
+    (hs, he), (ts, te) = cands.spans[h], cands.spans[t]
+    context = pipe.model.attrs["amnre_cfg"]["context_window"]
+    start, end = max(0, min(hs, ts) - context - 1), min(len(doc), max(he, te) + context + 1)  # +1: the CNN's reach
+    part = doc[start:end].as_doc()
+    part._.lang = "en"
+    part_cands, part_probs = pipe.predict([part])
+    rows = [i for i, (a, b) in enumerate(part_cands.pairs.tolist())
+            if tuple(part_cands.spans[a]) == (hs - start, he - start) and tuple(part_cands.spans[b]) == (ts - start, te - start)]
+    assert len(rows) == 1
+    numpy.testing.assert_allclose(part_probs[rows[0]], probs[cands.n_pairs // 2], atol=1e-5)
+
+
 def test_unseen_language_routes_like_the_first(overfit):
     nlp, refs = overfit
     doc = make_input_doc(refs[0])
