@@ -17,7 +17,7 @@ torch = pytest.importorskip("torch")
 
 from spacy_mlre.ml.layers.adversarial import grad_reverse, language_targets, orthogonality_penalty  # noqa: E402
 from spacy_mlre.ml.layers.amnre_net import AMNRENet  # noqa: E402
-from spacy_mlre.ml.layers.selective_attention import diagonal_log_probs, segment_softmax, selective_attention  # noqa: E402
+from spacy_mlre.ml.layers.selective_attention import attention_log_probs, segment_softmax  # noqa: E402
 from spacy_mlre.ml.layers import sentence_encoders  # noqa: E402
 from spacy_mlre.ml.layers.sentence_encoders import build_sentence_encoder, relative_positions  # noqa: E402
 
@@ -131,12 +131,19 @@ def test_prediction_in_chunks_equals_one_pass(kind, monkeypatch):
     assert torch.allclose(chunked, one_pass, atol=1e-5)
 
 
+def _eq_7_to_12(Y, Q, R, d):
+    """One bag, literally: alpha (Eq. 7 / 9), s^(r) (Eq. 8 / 10), log p(r|s^(r)) (Eq. 12)."""
+    alpha = torch.softmax(Y @ Q.T, dim=0)  # (rows, n_rel)
+    S = alpha.T @ Y  # (n_rel, k): row r is s^(r)
+    return torch.diagonal(torch.log_softmax(S @ R.T + d, dim=-1))
+
+
 def test_attention_equals_a_loop_reference():
     g = torch.Generator().manual_seed(1)
     Y, Q = torch.randn(6, 4, generator=g), torch.randn(3, 4, generator=g)
     R, d = torch.randn(3, 4, generator=g), torch.randn(3, generator=g)
     groups = torch.tensor([1, 0, 1, 2, 1, 0])
-    S, alpha = selective_attention(Y, Q, groups, 3)
+    log_probs, alpha = attention_log_probs(Y @ Q.T, Y @ R.T, d, groups, 3)
     Yn, Qn, Rn, dn = (t.numpy().astype("float64") for t in (Y, Q, R, d))
     for b in range(3):
         rows = numpy.nonzero(groups.numpy() == b)[0]
@@ -145,10 +152,13 @@ def test_attention_equals_a_loop_reference():
             a = e / e.sum()
             numpy.testing.assert_allclose(alpha[rows, r].numpy(), a, rtol=1e-5)
             s = (a[:, None] * Yn[rows]).sum(0)  # Eq. 8 / 10
-            numpy.testing.assert_allclose(S[b, r].numpy(), s, rtol=1e-5, atol=1e-6)
             o = Rn @ s + dn  # Eq. 12 with query r, entry r
             ref = o[r] - numpy.log(numpy.exp(o).sum())
-            assert float(diagonal_log_probs(S, R, d)[b, r]) == pytest.approx(ref, abs=1e-5)
+            assert float(log_probs[b, r]) == pytest.approx(ref, abs=1e-5)
+    per_group_d = torch.stack([d, d + 1.0, d - 2.0])  # per-group biases (the languages' d_j)
+    log_probs, _ = attention_log_probs(Y @ Q.T, Y @ R.T, per_group_d, groups, 3)
+    for b in range(3):
+        assert torch.allclose(log_probs[b], _eq_7_to_12(Y[groups == b], Q, R, per_group_d[b]), atol=1e-5)
 
 
 def test_segment_softmax_is_stable_for_large_scores():
@@ -213,12 +223,10 @@ def test_bag_log_probs_of_the_network_equal_eq_11():
         pair_lang = sent_lang[pair_sent]
         for b in range(n_bags):
             rows = pair_bag == b
-            S, _ = selective_attention(cons[rows], net.cons_queries, torch.zeros(int(rows.sum()), dtype=torch.long), 1)
-            expected = diagonal_log_probs(S, net.cons_R, net.cons_d)[0]
+            expected = _eq_7_to_12(cons[rows], net.cons_queries, net.cons_R, net.cons_d)
             for j in torch.unique(pair_lang[rows]).tolist():
                 sel = rows & (pair_lang == j)
-                S, _ = selective_attention(ind[sel], net.ind_queries[j], torch.zeros(int(sel.sum()), dtype=torch.long), 1)
-                expected = expected + diagonal_log_probs(S, net.ind_R[j], net.ind_d[j])[0]
+                expected = expected + _eq_7_to_12(ind[sel], net.ind_queries[j], net.ind_R[j], net.ind_d[j])
             assert torch.allclose(total[b], expected, atol=1e-5)
 
 

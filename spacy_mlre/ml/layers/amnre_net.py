@@ -23,7 +23,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .adversarial import OBJECTIVES, Discriminator, grad_reverse, language_targets, orthogonality_penalty, soft_cross_entropy
-from .selective_attention import diagonal_log_probs, segment_softmax
+from .selective_attention import attention_log_probs
 from .sentence_encoders import build_sentence_encoder
 
 ADVERSARIAL = (None, "alternating", "reversal")
@@ -116,19 +116,14 @@ class AMNRENet(nn.Module):
             groups, group_index = torch.unique(pair_bag * n_langs + pair_lang, return_inverse=True)
             sets = torch.zeros_like(groups) if self.cfg["share_relations"] else groups % n_langs
             row_set = sets[group_index]
-            scores = torch.einsum("pk,prk->pr", ind, self.ind_queries[row_set])
-            alpha = segment_softmax(scores, group_index, groups.shape[0])
-            S = ind.new_zeros((groups.shape[0], n_rel, self.width)).index_add(
-                0, group_index, alpha[:, :, None] * ind[:, None, :]
-            )
-            logits = torch.einsum("grk,gok->gro", S, self.ind_R[sets]) + self.ind_d[sets][:, None, :]
-            diag = torch.diagonal(F.log_softmax(logits, dim=-1), dim1=1, dim2=2)
+            rows = torch.arange(ind.shape[0], device=ind.device)
+            scores = torch.einsum("pk,srk->psr", ind, self.ind_queries)[rows, row_set]
+            proj = torch.einsum("pk,sok->pso", ind, self.ind_R)[rows, row_set]
+            diag, _ = attention_log_probs(scores, proj, self.ind_d[sets], group_index, groups.shape[0])
             total = total.index_add(0, groups // n_langs, diag)
         if self.cfg["consistent"]:
-            scores = cons @ self.cons_queries.T
-            alpha = segment_softmax(scores, pair_bag, n_bags)
-            S = cons.new_zeros((n_bags, n_rel, self.width)).index_add(0, pair_bag, alpha[:, :, None] * cons[:, None, :])
-            total = total + diagonal_log_probs(S, self.cons_R, self.cons_d)
+            diag, _ = attention_log_probs(cons @ self.cons_queries.T, cons @ self.cons_R.T, self.cons_d, pair_bag, n_bags)
+            total = total + diag
         return total
 
     def forward(self, words, lengths, sent_lang, pair_sent, heads, tails, pair_bag, n_bags):
