@@ -204,6 +204,22 @@ def test_aggregator_concatenates_only_in_training_and_gradients_match():
     numpy.testing.assert_allclose(model.get_grad("W_q"), _numeric_grad(loss, model.get_param("W_q")), rtol=2e-2, atol=2e-3)
 
 
+@pytest.mark.parametrize("residual", [True, False])
+def test_aggregator_prediction_in_blocks_equals_the_batched_attention(residual, monkeypatch):
+    """Prediction attends within each doc in blocks of query rows; with s = 1
+    the training path computes the same attention batched and padded."""
+    from spacy_mlre.ml.layers import aggregator
+
+    fix_random_seed(0)
+    model = language_aggregator(6, concat_sentences=1, residual=residual)
+    model.initialize()
+    X = numpy.random.default_rng(1).normal(size=(12, 6)).astype("float32")
+    inputs = (X, model.ops.asarray1i([5, 0, 7]), ["en", "de", "pl"])
+    batched, _ = model(inputs, is_train=True)
+    monkeypatch.setattr(aggregator, "BLOCK_FLOATS", 10)  # two query rows of a 5- or 7-token doc per block
+    numpy.testing.assert_allclose(model.predict(inputs), batched, rtol=1e-5, atol=1e-6)
+
+
 # Pointers -----------------------------------------------------------------
 
 def test_pointer_gradients_and_loss_match_finite_differences():

@@ -11,7 +11,10 @@ In training, the token states of `concat_sentences` docs of different
 languages are concatenated before the attention (h_cat), so every token also
 attends to a sentence in another language; at inference each doc goes
 through LA alone. Groups are padded into one (groups, length, width) tensor
-with a key mask, so all groups of a batch are one batched product.
+with a key mask, so all groups of a batch are one batched product. Prediction
+needs no backward pass, so it attends within each doc in blocks of query
+rows: memory grows with (block x doc length), not with (batch x longest doc
+squared), which a 10,000-token doc in a batch would otherwise need.
 """
 from typing import Callable, List, Sequence, Tuple
 
@@ -20,6 +23,9 @@ from thinc.api import Model, glorot_uniform_init
 from thinc.types import Floats2d, Ints1d
 
 AggregatorInputs = Tuple[Floats2d, Ints1d, List[str]]
+
+# attention scores held at once at prediction (16 MB of float32)
+BLOCK_FLOATS = 1 << 22
 
 
 def language_aggregator(width: int, concat_sentences: int = 2, residual: bool = True) -> Model[AggregatorInputs, Floats2d]:
@@ -96,6 +102,8 @@ def _forward(model: Model, inputs: AggregatorInputs, is_train: bool) -> Tuple[Fl
     docs = [i for i in range(len(langs)) if lengths_np[i] > 0]  # empty docs take no place in a group
     groups = [[docs[j] for j in g] for g in group_docs([langs[i] for i in docs], size)] if size > 1 else [[i] for i in docs]
     residual = model.attrs["residual"]
+    if not is_train:
+        return _predict(model, X, lengths_np), lambda dY: (dY, lengths, langs)
     if not groups:
         Y0 = X.copy() if residual else ops.alloc2f(*X.shape)
         return Y0, lambda dY: (dY.copy() if residual else ops.alloc2f(*X.shape), lengths, langs)
@@ -128,3 +136,23 @@ def _forward(model: Model, inputs: AggregatorInputs, is_train: bool) -> Tuple[Fl
         return dX, lengths, langs
 
     return Y, backprop
+
+
+def _predict(model: Model, X: Floats2d, lengths: numpy.ndarray) -> Floats2d:
+    """Each doc attends over itself alone, BLOCK_FLOATS scores at a time."""
+    xp = model.ops.xp
+    W_q, W_k, W_v = (model.get_param(n) for n in ("W_q", "W_k", "W_v"))
+    Q, K, V = X @ W_q, X @ W_k, X @ W_v
+    scale = 1.0 / numpy.sqrt(X.shape[1])
+    Y = X.copy() if model.attrs["residual"] else model.ops.alloc2f(*X.shape)
+    start = 0
+    for n in lengths.tolist():
+        step = max(1, BLOCK_FLOATS // max(n, 1))
+        K_d, V_d = K[start : start + n], V[start : start + n]
+        for i in range(start, start + n, step):
+            S = (Q[i : min(i + step, start + n)] @ K_d.T) * scale
+            P = xp.exp(S - S.max(axis=1, keepdims=True))
+            P /= P.sum(axis=1, keepdims=True)
+            Y[i : i + P.shape[0]] += P @ V_d
+        start += n
+    return Y
