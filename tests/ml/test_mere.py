@@ -218,6 +218,9 @@ def test_aggregator_prediction_in_blocks_equals_the_batched_attention(residual, 
     batched, _ = model(inputs, is_train=True)
     monkeypatch.setattr(aggregator, "BLOCK_FLOATS", 10)  # two query rows of a 5- or 7-token doc per block
     numpy.testing.assert_allclose(model.predict(inputs), batched, rtol=1e-5, atol=1e-6)
+    _, backprop = model(inputs, is_train=False)
+    with pytest.raises(ValueError, match="is_train=True"):  # no silent, wrong gradient
+        backprop(batched)
 
 
 # Pointers -----------------------------------------------------------------

@@ -103,7 +103,7 @@ def _forward(model: Model, inputs: AggregatorInputs, is_train: bool) -> Tuple[Fl
     groups = [[docs[j] for j in g] for g in group_docs([langs[i] for i in docs], size)] if size > 1 else [[i] for i in docs]
     residual = model.attrs["residual"]
     if not is_train:
-        return _predict(model, X, lengths_np), lambda dY: (dY, lengths, langs)
+        return _predict(model, X, lengths_np), _no_backprop
     if not groups:
         Y0 = X.copy() if residual else ops.alloc2f(*X.shape)
         return Y0, lambda dY: (dY.copy() if residual else ops.alloc2f(*X.shape), lengths, langs)
@@ -136,6 +136,10 @@ def _forward(model: Model, inputs: AggregatorInputs, is_train: bool) -> Tuple[Fl
         return dX, lengths, langs
 
     return Y, backprop
+
+
+def _no_backprop(dY: Floats2d) -> AggregatorInputs:
+    raise ValueError("The aggregator's prediction path keeps nothing for a backward pass: call it with is_train=True to train.")
 
 
 def _predict(model: Model, X: Floats2d, lengths: numpy.ndarray) -> Floats2d:
