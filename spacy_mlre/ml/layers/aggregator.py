@@ -98,12 +98,12 @@ def _forward(model: Model, inputs: AggregatorInputs, is_train: bool) -> Tuple[Fl
     ops = model.ops
     xp = ops.xp
     lengths_np = numpy.asarray(ops.to_numpy(lengths), dtype="int64")
-    size = model.attrs["concat_sentences"] if is_train else 1
+    if not is_train:
+        return _predict(model, X, lengths_np), _no_backprop
+    size = model.attrs["concat_sentences"]
     docs = [i for i in range(len(langs)) if lengths_np[i] > 0]  # empty docs take no place in a group
     groups = [[docs[j] for j in g] for g in group_docs([langs[i] for i in docs], size)] if size > 1 else [[i] for i in docs]
     residual = model.attrs["residual"]
-    if not is_train:
-        return _predict(model, X, lengths_np), _no_backprop
     if not groups:
         Y0 = X.copy() if residual else ops.alloc2f(*X.shape)
         return Y0, lambda dY: (dY.copy() if residual else ops.alloc2f(*X.shape), lengths, langs)

@@ -16,7 +16,7 @@ Switches for the paper's ablations and baselines: `individual` / `consistent`
 language), `share_encoders` (MNRE-style: one encoder per language whose
 embedding feeds both attentions), `adversarial` null (noA), `orthogonality` 0 (noO).
 """
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
