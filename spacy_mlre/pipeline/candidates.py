@@ -1,55 +1,18 @@
 """Candidate entity pairs for a batch of docs, as flat arrays.
 
 The pipe decides which entities and pairs a model scores; every pair-scoring
-architecture receives the same `Candidates` next to the docs, so the rules
+architecture receives the same `Candidates` (ml/inputs.py) next to the docs, so the rules
 (distance limit, same-sentence, entity-type constraints) live in one place.
 Pairs are built per doc with array operations, never a Python loop per pair.
 """
-from dataclasses import dataclass
 from typing import Iterable, List, Optional, Sequence, Set, Tuple
 
 import numpy
 from spacy.tokens import Doc, Span
 
+from ..ml.inputs import Candidates
+
 TypePair = Tuple[str, str]
-
-
-@dataclass
-class Candidates:
-    """Entities and ordered (head, tail) pairs of a batch of docs.
-
-    spans: (n_ents, 2) token start/end of each entity within its own doc.
-    labels: (n_ents,) the entity label hashes (`span.label`).
-    ent_lengths: (n_docs,) number of entities per doc.
-    pairs: (n_pairs, 2) head and tail indices into `spans` (batch-global).
-    pair_lengths: (n_docs,) number of pairs per doc.
-    """
-
-    spans: numpy.ndarray
-    labels: numpy.ndarray
-    ent_lengths: numpy.ndarray
-    pairs: numpy.ndarray
-    pair_lengths: numpy.ndarray
-
-    @property
-    def n_pairs(self) -> int:
-        return int(self.pairs.shape[0])
-
-    @property
-    def doc_offsets(self) -> numpy.ndarray:
-        """Index of the first entity of each doc in `spans`."""
-        return numpy.concatenate([[0], numpy.cumsum(self.ent_lengths)[:-1]]).astype("int64")
-
-    @property
-    def pair_doc(self) -> numpy.ndarray:
-        """The doc index of every pair."""
-        return numpy.repeat(numpy.arange(len(self.pair_lengths)), self.pair_lengths)
-
-    def global_spans(self, doc_lengths: Sequence[int]) -> numpy.ndarray:
-        """Entity spans as offsets into the batch's concatenated tokens."""
-        token_offsets = numpy.concatenate([[0], numpy.cumsum(doc_lengths)[:-1]]).astype("int64")
-        ent_doc = numpy.repeat(numpy.arange(len(self.ent_lengths)), self.ent_lengths)
-        return self.spans + token_offsets[ent_doc, None]
 
 
 def get_entities(doc: Doc, spans_key: Optional[str] = None) -> List[Span]:

@@ -15,11 +15,11 @@ from mlre_testing import ROOT, make_doc
 
 torch = pytest.importorskip("torch")
 
-from spacy_mlre.ml.layers.adversarial import grad_reverse, language_targets, orthogonality_penalty  # noqa: E402
-from spacy_mlre.ml.layers.amnre_net import AMNRENet  # noqa: E402
-from spacy_mlre.ml.layers.selective_attention import attention_log_probs, segment_softmax  # noqa: E402
+from spacy_mlre.ml.amnre.adversarial import grad_reverse, language_targets, orthogonality_penalty  # noqa: E402
+from spacy_mlre.ml.amnre.net import AMNRENet  # noqa: E402
+from spacy_mlre.ml.amnre.attention import attention_log_probs, segment_softmax  # noqa: E402
 from spacy_mlre.ml.layers import sentence_encoders  # noqa: E402
-from spacy_mlre.ml.layers.sentence_encoders import build_sentence_encoder, relative_positions  # noqa: E402
+from spacy_mlre.ml.amnre.encoders import build_sentence_encoder, relative_positions  # noqa: E402
 
 EMBED = {"@architectures": "spacy.MultiHashEmbed.v2", "width": 16, "rows": [500, 100, 100, 100],
          "attrs": ["NORM", "PREFIX", "SUFFIX", "SHAPE"], "include_static_vectors": False}
@@ -306,8 +306,8 @@ def test_alternating_steps_move_encoders_against_and_discriminator_with_its_loss
 
 _GRADIENT_SCRIPT = """
 import hashlib, sys, torch
-from spacy_mlre.ml.determinism import deterministic_torch
-from spacy_mlre.ml.layers.amnre_net import AMNRENet
+from spacy_mlre.ml.amnre.determinism import deterministic_torch
+from spacy_mlre.ml.amnre.net import AMNRENet
 torch.set_num_threads(2)
 torch.manual_seed(0)
 cfg = dict(langs=["en", "de"], n_rel=18, word_width=80, encoder="cnn", hidden_width=None, window=3,

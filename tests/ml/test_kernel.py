@@ -15,7 +15,7 @@ from spacy_mlre.metrics.overlap import overlap_classes
 from spacy_mlre.ml.layers.attention import self_attention
 from spacy_mlre.ml.layers.kernel import block_bce, build_block_index, kernel_scorer
 from spacy_mlre.ml.models.kernel import build_kernel_matrix
-from spacy_mlre.pipeline.candidates import Candidates
+from spacy_mlre.ml.inputs import Candidates
 from spacy_mlre.relations import relation_keys
 
 from mlre_testing import ROOT, make_doc, numeric_grad

@@ -12,7 +12,7 @@ from spacy.util import fix_random_seed
 from thinc.api import Config
 
 from mlre_testing import LOAD_SCRIPT, ROOT, make_doc
-from spacy_mlre.ml.layers.markers import (
+from spacy_mlre.ml.markers.layout import (
     FIXED_MARKERS,
     PairPlan,
     build_layout,

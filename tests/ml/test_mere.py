@@ -13,9 +13,9 @@ from spacy.util import fix_random_seed
 from thinc.api import Config
 
 from spacy_mlre.corpus.reader import make_input_doc
-from spacy_mlre.ml.layers.aggregator import group_docs, language_aggregator
-from spacy_mlre.ml.layers.pointer import decode_spans, entity_pointers, pointer_loss
-from spacy_mlre.ml.layers.switcher import language_switcher, language_weights, router_probabilities, set_languages, top_k_weights
+from spacy_mlre.ml.mere.aggregator import group_docs, language_aggregator
+from spacy_mlre.ml.mere.pointer import decode_spans, entity_pointers, pointer_loss
+from spacy_mlre.ml.mere.switcher import language_switcher, language_weights, router_probabilities, set_languages, top_k_weights
 from spacy_mlre.ml.models.mere import MASKED_LOGIT, make_load_stage1
 from spacy_mlre.relations import relation_keys
 

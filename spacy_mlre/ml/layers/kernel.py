@@ -18,7 +18,7 @@ import numpy
 from thinc.api import Model
 from thinc.types import Floats2d, Ints1d
 
-from ...pipeline.candidates import Candidates
+from ..inputs import Candidates
 from .spans import span_token_indices
 
 EPS = 1e-6

@@ -7,10 +7,10 @@ word embeddings (the `embed` layer: spaCy's hash embeddings, or static vectors)
 sentence encoders -> selective attention over bags -> log p(r|T) (Eq. 11).
 
 Bags: while training, the candidate pairs of a batch that share a bag key
-(`spacy_mlre.bags`) are one bag, so train with `spacy_mlre.bag_batcher.v1`,
+(`spacy_mlre.bag_keys`) are one bag, so train with `spacy_mlre.bag_batcher.v1`,
 which keeps bags whole. The pipe's predict scores each pair as a bag of one
 (its own sentence); `spacy_mlre.bags.predict_bags` scores whole bags across a
-corpus. The network lives in `ml/layers/amnre_net.py`; this module turns docs
+corpus. The network lives in `ml/amnre/net.py`; this module turns docs
 and candidates into its tensors and runs it through a PyTorch shim, so thinc's
 optimizer trains it and the pipeline saves and loads it.
 """
@@ -23,10 +23,10 @@ from spacy.util import registry
 from thinc.api import Model, PyTorchShim, torch2xp, xp2torch
 from thinc.types import Floats2d
 
-from ...bags import KEY_SOURCES, pair_bag_keys
+from ...bag_keys import KEY_SOURCES, pair_bag_keys
 from ...language import get_lang
-from ...pipeline.candidates import Candidates
-from ..determinism import deterministic_torch
+from ..inputs import Candidates
+from ..amnre.determinism import deterministic_torch
 
 RelInputs = Tuple[List[Doc], Candidates]
 
@@ -80,12 +80,12 @@ def build_amnre(
         (gradient reversal scaled by `adversarial_weight`, one pass) or null (noA).
     adversarial_objective: the encoders' side of the game: "flip" (the authors'
         code: cross-entropy towards the swapped language targets) or "eq16"
-        (the paper's min log D[j] as printed; unbounded, see layers/adversarial.py).
+        (the paper's min log D[j] as printed; unbounded, see ml/amnre/adversarial.py).
     discriminator_width, discriminator_dropout: the 2-layer MLP discriminator;
         discriminator_smoothing: label smoothing of its targets (the code's 0.1).
     orthogonality: lambda_3 of the penalty (0: noO). orthogonality_normalize:
         the code's centred, unit-length, averaged form (false: Eq. 17 as printed).
-    bag_keys: sources of the bag key of a pair while training (spacy_mlre.bags).
+    bag_keys: sources of the bag key of a pair while training (spacy_mlre.bag_keys).
     """
     cfg = {
         "langs": list(langs) if langs else None, "encoder": encoder, "hidden_width": hidden_width,
@@ -121,7 +121,7 @@ class AMNREShim(PyTorchShim):
     def from_bytes(self, bytes_data: bytes) -> "AMNREShim":
         import torch
 
-        from ..layers.amnre_net import AMNRENet
+        from ..amnre.net import AMNRENet
 
         msg = srsly.msgpack_loads(bytes_data)
         self.cfg = msg["config"]
@@ -137,7 +137,7 @@ def get_net(model: Model):
 
 
 def _init(model: Model, X: Optional[RelInputs] = None, Y: Optional[Floats2d] = None) -> None:
-    from ..layers.amnre_net import AMNRENet
+    from ..amnre.net import AMNRENet
 
     embed = model.get_ref("embed")
     docs = X[0] if X is not None else None

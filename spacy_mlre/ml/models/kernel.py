@@ -15,7 +15,7 @@ from spacy.util import registry
 from thinc.api import Dropout, Model
 from thinc.types import Floats2d
 
-from ...pipeline.candidates import Candidates
+from ..inputs import Candidates
 from ..layers.attention import self_attention
 from ..layers.doc_vector import add_doc_vector, add_given_doc_vector
 from ..layers.kernel import BlockIndex, build_block_index, kernel_scorer

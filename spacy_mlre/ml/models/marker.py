@@ -27,8 +27,8 @@ from spacy.util import registry
 from thinc.api import Dropout, HashEmbed, Linear, Model, glorot_uniform_init
 from thinc.types import Floats2d
 
-from ...pipeline.candidates import Candidates
-from ..layers.markers import MARKERS, POOLINGS, PairPlan, marker_rows, marker_vocab, summary_spans
+from ..inputs import Candidates
+from ..markers.layout import MARKERS, POOLINGS, PairPlan, marker_rows, marker_vocab, summary_spans
 from ..layers.spans import span_pooler
 
 RelInputs = Tuple[List[Doc], Candidates]
@@ -181,7 +181,7 @@ def build_marked_tok2vec(
 ) -> Model:
     """CPU encoder of marked sequences: word hash embeddings (embed), a learned
     vector per marker, and a contextual encoder (encode) over each sequence."""
-    from ..layers.marked_encoders import marked_tok2vec
+    from ..markers.encoders import marked_tok2vec
 
     return marked_tok2vec(embed, encode, max_length)
 
@@ -197,6 +197,6 @@ def build_marked_transformer(
 ) -> Model:
     """Hugging Face encoder of marked word-piece sequences (name: hub id or local dir);
     marker tokens are added to its tokenizer and embeddings at initialize."""
-    from ..layers.marked_encoders import marked_transformer
+    from ..markers.encoders import marked_transformer
 
     return marked_transformer(name, max_length, tokenizer_config, transformer_config, mixed_precision, grad_scaler_config)

@@ -28,9 +28,9 @@ from thinc.api import Dropout, Linear, Model, glorot_uniform_init
 from thinc.types import Floats2d
 
 from ...pipeline.joint import JointBatch, JointOutput
-from ..layers.aggregator import language_aggregator
-from ..layers.pointer import decode_spans, entity_pointers, pointer_loss, query_targets
-from ..layers.switcher import language_switcher, router_probabilities, set_languages
+from ..mere.aggregator import language_aggregator
+from ..mere.pointer import decode_spans, entity_pointers, pointer_loss, query_targets
+from ..mere.switcher import language_switcher, router_probabilities, set_languages
 
 MASKED_LOGIT = -30.0  # a relation absent from a language's training data: never predicted there
 

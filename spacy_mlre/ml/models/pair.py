@@ -13,7 +13,7 @@ from spacy.util import registry
 from thinc.api import Dropout, HashEmbed, LayerNorm, Linear, Model, chain, glorot_uniform_init
 from thinc.types import Floats2d
 
-from ...pipeline.candidates import Candidates
+from ..inputs import Candidates
 from ..layers.pair_maxout import pair_maxout
 from ..layers.spans import mean_between, span_pooler
 

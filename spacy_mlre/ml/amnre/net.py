@@ -23,8 +23,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from .adversarial import OBJECTIVES, Discriminator, grad_reverse, language_targets, orthogonality_penalty, soft_cross_entropy
-from .selective_attention import attention_log_probs
-from .sentence_encoders import build_sentence_encoder
+from .attention import attention_log_probs
+from .encoders import build_sentence_encoder
 
 ADVERSARIAL = (None, "alternating", "reversal")
 

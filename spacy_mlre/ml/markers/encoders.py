@@ -21,7 +21,7 @@ from spacy.tokens import Doc
 from thinc.api import Model, uniform_init
 from thinc.types import Floats2d
 
-from .markers import CLS, FIXED_MARKERS, N_EXTRA, PAD, SEP, Layout, PairPlan, build_layout
+from .layout import CLS, FIXED_MARKERS, N_EXTRA, PAD, SEP, Layout, PairPlan, build_layout
 
 MarkedInputs = Tuple[List[Doc], PairPlan]
 MarkedOutputs = Tuple[Floats2d, Layout]
