@@ -9,13 +9,14 @@ import spacy
 from spacy.training import Example
 from spacy.util import fix_random_seed
 from thinc.api import Model
+from thinc.types import Ragged
 
 from spacy_mlre.corpus.reader import make_input_doc
 from spacy_mlre.metrics.overlap import overlap_classes
+from spacy_mlre.ml.inputs import Candidates
 from spacy_mlre.ml.layers.attention import self_attention
 from spacy_mlre.ml.layers.kernel import block_bce, build_block_index, kernel_scorer
 from spacy_mlre.ml.models.kernel import build_kernel_matrix
-from spacy_mlre.ml.inputs import Candidates
 from spacy_mlre.relations import relation_keys
 
 from mlre_testing import ROOT, make_doc, numeric_grad
@@ -49,7 +50,8 @@ def test_kernel_scores_and_block_means_hand_computed(nlp):
     kernel = model.get_ref("kernel")
     kernel.set_param("W_h", numpy.array([[1, 0, 1, 0], [0, 1, 0, 1]], dtype="float32"))
     kernel.set_param("W_t", numpy.array([[0.5, 0, 1, 0], [0, -1, 0, 0]], dtype="float32"))
-    logits = model.predict(([empty, doc], cands))
+    logits, elements = model.predict(([empty, doc], cands))
+    assert elements.lengths.tolist() == [2, 2]  # |A1 A2| x |B|, |B| x |A1 A2|
     # E_p W_t0 rows: [.5,0] [0,-1] . [1,-2];  E_p W_t1 rows: [1,0] [0,0] . [2,0]
     # A->B, relation 0: S = [2,1].[1,-2] = 0, [1,2].[1,-2] = -3
     # A->B, relation 1: S = [2,1].[2,0] = 4, [1,2].[2,0] = 2
@@ -130,15 +132,17 @@ def test_block_index_positions():
 
 def test_loss_equals_eq9_reference_and_gradients_match():
     cands, lengths, Eb, Ep, W_h, W_t, targets, weights = _random_case()
-    model, (logits, backprop) = _run_kernel(cands, lengths, Eb, Ep, W_h, W_t)
+    model, ((logits, elements), backprop) = _run_kernel(cands, lengths, Eb, Ep, W_h, W_t)
     index = build_block_index(cands, lengths)
     # element logits in block order, recomputed from the forward's inputs
     S = numpy.concatenate([_pair_block(cands, lengths, Eb, Ep, W_h, W_t, p) for p in range(cands.n_pairs)])
-    loss, _ = block_bce(S, index.block_sizes, targets, weights)
+    numpy.testing.assert_allclose(elements.data, S, rtol=1e-5, atol=1e-5)
+    assert elements.lengths.tolist() == index.block_sizes.tolist()
+    loss, d_elements = block_bce(elements.data, elements.lengths, targets, weights)
     reference = _eq9_reference(cands, lengths, Eb, Ep, W_h, W_t, targets, weights)
-    assert loss == pytest.approx(reference, rel=1e-6)
-    # the targets protocol: backprop gets targets + weights and differentiates Eq. 9
-    dEb, dEp, _ = backprop(numpy.concatenate([targets, weights[:, None]], axis=1).astype("float32"))
+    assert loss == pytest.approx(reference, rel=1e-5)
+    # the gradient of Eq. 9 w.r.t. the element scores, backpropagated through the kernel
+    dEb, dEp, _ = backprop((None, Ragged(d_elements, elements.lengths)))
     f = lambda **kw: _eq9_reference(cands, lengths, **{**dict(Eb=Eb, Ep=Ep, W_h=W_h, W_t=W_t), **kw}, targets=targets, weights=weights)  # noqa: E731
     numpy.testing.assert_allclose(dEb, numeric_grad(lambda X: f(Eb=X), Eb), rtol=1e-3, atol=1e-5)
     numpy.testing.assert_allclose(dEp, numeric_grad(lambda X: f(Ep=X), Ep), rtol=1e-3, atol=1e-5)
@@ -147,14 +151,14 @@ def test_loss_equals_eq9_reference_and_gradients_match():
 
 
 def test_gradient_wrt_pair_logits():
-    """Backprop also accepts a plain gradient of the returned logits."""
+    """Backprop also takes a gradient of the returned pair logits (block_loss = false)."""
     cands, lengths, Eb, Ep, W_h, W_t, *_ = _random_case(1)
     R = numpy.random.default_rng(2).normal(size=(cands.n_pairs, 2))
-    _, (logits, backprop) = _run_kernel(cands, lengths, Eb, Ep, W_h, W_t)
-    dEb, _, _ = backprop(R.astype("float32"))
+    _, (_, backprop) = _run_kernel(cands, lengths, Eb, Ep, W_h, W_t)
+    dEb, _, _ = backprop((R.astype("float32"), None))
 
     def f(X):
-        _, (y, _) = _run_kernel(cands, lengths, X, Ep, W_h, W_t)
+        _, ((y, _), _) = _run_kernel(cands, lengths, X, Ep, W_h, W_t)
         return float((y.astype("float64") * R).sum())
 
     numpy.testing.assert_allclose(dEb, numeric_grad(f, Eb, eps=1e-2), rtol=2e-2, atol=2e-3)

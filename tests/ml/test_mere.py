@@ -208,7 +208,7 @@ def test_aggregator_concatenates_only_in_training_and_gradients_match():
 def test_aggregator_prediction_in_blocks_equals_the_batched_attention(residual, monkeypatch):
     """Prediction attends within each doc in blocks of query rows; with s = 1
     the training path computes the same attention batched and padded."""
-    from spacy_mlre.ml.layers import aggregator
+    from spacy_mlre.ml.mere import aggregator
 
     fix_random_seed(0)
     model = language_aggregator(6, concat_sentences=1, residual=residual)
@@ -317,14 +317,14 @@ def test_relations_unseen_for_a_language_are_masked():
     mask = dict(zip(rel.model.attrs["langs"], rel.model.attrs["label_mask"]))
     assert mask["pl"][labels.index("located_in")] == 0 and mask["pl"][labels.index("lives_in")] == 1
     assert mask["en"][labels.index("lives_in")] == 0
-    batch = rel._joint_batch([make_input_doc(docs[2]), make_input_doc(docs[0])], constrain=True)
+    batch = rel._protocol.inputs([make_input_doc(docs[2]), make_input_doc(docs[0])])
     logits = rel.model.predict(batch).relation_logits
     assert logits[0, labels.index("located_in")] == MASKED_LOGIT
     assert logits[1, labels.index("lives_in")] == MASKED_LOGIT
     # an unseen language may predict every relation
     unseen = make_input_doc(docs[0])
     unseen._.lang = "fi"
-    assert (rel.model.predict(rel._joint_batch([unseen], constrain=True)).relation_logits != MASKED_LOGIT).all()
+    assert (rel.model.predict(rel._protocol.inputs([unseen])).relation_logits != MASKED_LOGIT).all()
 
 
 def test_serialization_keeps_languages_masks_and_router():

@@ -153,12 +153,12 @@ def test_negative_weight_and_sampling_change_the_loss(nlp, gold_docs):
     examples = _examples(gold_docs)
     nlp.initialize(lambda: examples)
     docs = [eg.predicted for eg in examples]
-    cands = rel.get_candidates(docs)
-    logits = rel.model.predict((docs, cands))
-    base, d_base = rel.get_loss(examples, (cands, logits))
+    X = (docs, rel.get_candidates(docs))
+    logits = rel.model.predict(X)
+    base, d_base = rel.get_loss(examples, (X, logits))
     rel.cfg["negative_weight"] = 0.0
-    pos_only, d_pos = rel.get_loss(examples, (cands, logits))
-    targets = rel.get_targets(examples, cands)
+    pos_only, d_pos = rel.get_loss(examples, (X, logits))
+    targets = rel.get_targets(examples, X)
     negatives = ~targets.any(axis=1)
     assert negatives.sum() > 0 and (~negatives).sum() > 0
     assert not d_pos[negatives].any() and d_pos[~negatives].any()
@@ -166,7 +166,7 @@ def test_negative_weight_and_sampling_change_the_loss(nlp, gold_docs):
     rel.cfg["negative_weight"] = 1.0
     rel.cfg["negative_sampling"] = 0.5
     fix_random_seed(0)
-    _, d_sampled = rel.get_loss(examples, (cands, logits))
+    _, d_sampled = rel.get_loss(examples, (X, logits))
     dropped = negatives & ~d_sampled.any(axis=1)
     assert 0 < dropped.sum() < negatives.sum()
 
@@ -175,8 +175,9 @@ def test_targets_cover_two_labels_and_both_directions(nlp, gold_docs):
     rel = nlp.add_pipe("relation_extractor")
     examples = _examples(gold_docs)
     nlp.initialize(lambda: examples)
-    cands = rel.get_candidates([eg.predicted for eg in examples])
-    targets = rel.get_targets(examples, cands)
+    docs = [eg.predicted for eg in examples]
+    cands = rel.get_candidates(docs)
+    targets = rel.get_targets(examples, (docs, cands))
     labels = rel.labels
     found = set()
     for row, (h, t) in enumerate(cands.pairs.tolist()):

@@ -12,11 +12,11 @@ padded per batch: (docs, relations, L', L') with L' the most entity tokens of
 any doc, instead of the full (l x l) matrix. The values are the same.
 """
 from dataclasses import dataclass
-from typing import Callable, Tuple
+from typing import Callable, Optional, Tuple
 
 import numpy
 from thinc.api import Model
-from thinc.types import Floats2d, Ints1d
+from thinc.types import Floats2d, Ints1d, Ragged
 
 from ..inputs import Candidates
 from .spans import span_token_indices
@@ -95,15 +95,20 @@ def _sigmoid(x, xp):
     return 0.5 * (1.0 + xp.tanh(0.5 * x))
 
 
-def kernel_scorer(projection_width: int = 64, nO=None, nI=None) -> Model[Tuple[Floats2d, Floats2d, BlockIndex], Floats2d]:
-    """Block-mean probability of every relation for every pair, as a logit.
+KernelOutput = Tuple[Floats2d, Ragged]
+
+
+def kernel_scorer(projection_width: int = 64, nO=None, nI=None) -> Model[Tuple[Floats2d, Floats2d, BlockIndex], KernelOutput]:
+    """Block-mean probability of every relation for every pair, as a logit,
+    and the kernel scores S of every block element.
 
     Inputs: E_b and E_p as flat (n_tokens, nI) batch matrices and the BlockIndex.
     W_h, W_t: (nI, nO * projection_width): the paper's h x h kernels per relation
     narrowed to `projection_width`, so hundreds of relations stay affordable.
-    Backprop takes either a gradient w.r.t. the returned logits (n_pairs, nO),
-    or targets plus a last column of pair weights (n_pairs, nO + 1): then the
-    block-averaged BCE of Eq. 9 is differentiated per element.
+    Output: the pair logits (n_pairs, nO), what the pipe decodes, and the
+    element scores as a Ragged (n_elems, nO) with one row per element and the
+    block sizes as lengths, what the block-averaged BCE of Eq. 9 reads.
+    Backprop takes a gradient for either or both (None for one not used).
     """
     return Model(
         "kernel_scorer",
@@ -128,7 +133,7 @@ def _kernel_init(model: Model, X=None, Y=None) -> None:
         model.set_param(name, model.ops.asarray2f(W))
 
 
-def _kernel_forward(model: Model, inputs: Tuple[Floats2d, Floats2d, BlockIndex], is_train: bool) -> Tuple[Floats2d, Callable]:
+def _kernel_forward(model: Model, inputs: Tuple[Floats2d, Floats2d, BlockIndex], is_train: bool) -> Tuple[KernelOutput, Callable]:
     Eb, Ep, index = inputs
     ops = model.ops
     xp = ops.xp
@@ -148,12 +153,14 @@ def _kernel_forward(model: Model, inputs: Tuple[Floats2d, Floats2d, BlockIndex],
     mean = xp.clip(ops.reduce_mean(xp.ascontiguousarray(probs, dtype="float32"), sizes), EPS, 1 - EPS)
     logits = xp.log(mean) - xp.log1p(-mean)
 
-    def backprop(dY: Floats2d) -> Tuple[Floats2d, Floats2d, BlockIndex]:
-        if dY.shape[1] == nO + 1:
-            _, ds = block_bce(s, sizes, dY[:, :nO], dY[:, nO], xp=xp)
-        else:
-            d_mean = dY / (mean * (1 - mean))
-            ds = xp.repeat(d_mean / sizes[:, None], sizes, axis=0) * probs * (1 - probs)
+    def backprop(dY: Tuple[Optional[Floats2d], Optional[Ragged]]) -> Tuple[Floats2d, Floats2d, BlockIndex]:
+        d_logits, d_elements = dY
+        ds = xp.zeros_like(s)
+        if d_logits is not None:
+            d_mean = d_logits / (mean * (1 - mean))
+            ds = ds + xp.repeat(d_mean / sizes[:, None], sizes, axis=0) * probs * (1 - probs)
+        if d_elements is not None:
+            ds = ds + d_elements.data
         dS = xp.zeros_like(S)
         dS[e_doc, :, e_row, e_col] = ds  # each element belongs to one block
         dH = (dS @ T).transpose(0, 2, 1, 3).reshape(n_docs * width, nO * nK)
@@ -167,4 +174,4 @@ def _kernel_forward(model: Model, inputs: Tuple[Floats2d, Floats2d, BlockIndex],
         ops.scatter_add(dEp, flat, xp.ascontiguousarray((dT @ W_t.T) * m, dtype="float32"))
         return dEb, dEp, index
 
-    return logits, backprop
+    return (logits, Ragged(s, sizes)), backprop

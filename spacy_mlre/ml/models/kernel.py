@@ -3,7 +3,8 @@
 encoder -> E_w; E_b = E_w + E_a (doc vector, Eq. 2); E_p = Transformer(E_w) (Eq. 1);
 per relation S_i = (E_b W_hi)(E_p W_ti)^T (Eq. 3-4), sigmoid (Eq. 5); a pair's
 score is the mean probability over its head x tail block; the loss is the
-block-averaged BCE of Eq. 8-10. One encoder pass and one batched kernel product
+block-averaged BCE of Eq. 8-10, the model's own loss (`kernel_loss`, the
+`get_loss` hook the pipe calls). One encoder pass and one batched kernel product
 score every pair of every doc for every relation, so the cost per extra pair
 is one block gather, which is what makes it fast on docs with many entities.
 """
@@ -13,14 +14,13 @@ import numpy
 from spacy.tokens import Doc
 from spacy.util import registry
 from thinc.api import Dropout, Model
-from thinc.types import Floats2d
+from thinc.types import Floats2d, Ragged
 
-from ..inputs import Candidates
+from ..inputs import PairInputs
 from ..layers.attention import self_attention
 from ..layers.doc_vector import add_doc_vector, add_given_doc_vector
-from ..layers.kernel import BlockIndex, build_block_index, kernel_scorer
-
-RelInputs = Tuple[List[Doc], Candidates]
+from ..layers.kernel import BlockIndex, KernelOutput, block_bce, build_block_index, kernel_scorer
+from ..losses import label_loss
 
 
 @registry.architectures("spacy_mlre.KernelMatrix.v1")
@@ -33,9 +33,11 @@ def build_kernel_matrix(
     attention_heads: int = 4,
     attention_ffn_width: int = 0,
     dropout: float = 0.1,
+    block_loss: bool = True,
     nO: Optional[int] = None,
-) -> Model[RelInputs, Floats2d]:
-    """Score every candidate pair for every label (logits of the block-mean probability).
+) -> Model[PairInputs, KernelOutput]:
+    """Score every candidate pair for every label (logits of the block-mean
+    probability), with the block elements' scores for the loss.
 
     tok2vec: the encoder (own Tok2Vec, a tok2vec or transformer listener): E_w.
     width: the encoder's token width h (the E_p layer is built for it).
@@ -49,6 +51,9 @@ def build_kernel_matrix(
         `attention_heads` heads and an FFN of `attention_ffn_width` (0: 4 * h);
         false uses E_p = E_w (ablation).
     dropout: on E_w, and inside the attention layer.
+    block_loss: the paper's loss, BCE per block element averaged over the
+        block (Eq. 8-10); false trains on the BCE of the block-mean
+        probability instead (the pipe's pair loss; ablation).
     nO: number of outputs, normally inferred from the pipe's labels.
     """
     kernel = kernel_scorer(projection_width, nO=nO, nI=width)
@@ -81,11 +86,11 @@ def build_kernel_matrix(
         layers=layers,
         refs=refs,
         dims={"nO": nO},
-        attrs={"loss": "targets", "doc_vector": doc_vector},
+        attrs={"doc_vector": doc_vector, "block_loss": block_loss, "get_loss": kernel_loss},
     )
 
 
-def _init(model: Model, X: Optional[RelInputs] = None, Y: Optional[Floats2d] = None) -> None:
+def _init(model: Model, X: Optional[PairInputs] = None, Y: Optional[Floats2d] = None) -> None:
     tok2vec, kernel = model.get_ref("tok2vec"), model.get_ref("kernel")
     docs = X[0] if X is not None else None
     tok2vec.initialize(X=docs)
@@ -106,7 +111,7 @@ def _init(model: Model, X: Optional[RelInputs] = None, Y: Optional[Floats2d] = N
         model.get_ref("attention").initialize(X=sample, Y=sample)
 
 
-def _forward(model: Model, inputs: RelInputs, is_train: bool) -> Tuple[Floats2d, Callable]:
+def _forward(model: Model, inputs: PairInputs, is_train: bool) -> Tuple[KernelOutput, Callable]:
     docs, cands = inputs
     ops = model.ops
     lengths = ops.asarray1i([len(doc) for doc in docs])
@@ -128,11 +133,10 @@ def _forward(model: Model, inputs: RelInputs, is_train: bool) -> Tuple[Floats2d,
         Ep, bp_Ep = _tail_attention(model.get_ref("attention"), Ew, lengths, index, is_train)
     else:
         Ep, bp_Ep = Ew, None
-    logits, bp_kernel = model.get_ref("kernel")((Eb, Ep, index), is_train)
+    output, bp_kernel = model.get_ref("kernel")((Eb, Ep, index), is_train)
 
-    def backprop(dY: Floats2d) -> RelInputs:
-        """dY: a gradient w.r.t. the logits, or (with attrs["loss"] == "targets")
-        the pipe's targets plus a last column of pair weights."""
+    def backprop(dY: Tuple[Optional[Floats2d], Optional[Ragged]]) -> PairInputs:
+        """dY: gradients w.r.t. the pair logits and the element scores (either may be None)."""
         dEb, dEp, _ = bp_kernel(dY)
         dEa = None
         if given:
@@ -147,7 +151,30 @@ def _forward(model: Model, inputs: RelInputs, is_train: bool) -> Tuple[Floats2d,
         bp_tokvecs(ops.unflatten(bp_drop(dX), rows))
         return inputs
 
-    return logits, backprop
+    return output, backprop
+
+
+def kernel_loss(
+    model: Model, X: PairInputs, Y: KernelOutput, targets: numpy.ndarray, weights: numpy.ndarray, multi_label: bool
+) -> Tuple[float, Tuple[Optional[Floats2d], Optional[Ragged]]]:
+    """The `get_loss` hook: Eq. 8-10, the BCE of every block element against
+    its pair's labels, averaged over the block, weighted per pair (the pipe's
+    negative weighting and sampling), summed over relations; the gradient
+    goes to the element scores. With block_loss = false, the pipe's loss on
+    the pair logits."""
+    if not multi_label:
+        raise ValueError(
+            "KernelMatrix.v1 scores every relation with its own sigmoid (Eq. 5): set the "
+            "relation_extractor's multi_label = true."
+        )
+    ops = model.ops
+    logits, elements = Y
+    if not model.attrs["block_loss"]:
+        loss, d_logits = label_loss(ops.to_numpy(logits), targets, weights, multi_label)
+        return loss, (ops.asarray2f(d_logits), None)
+    xp = ops.xp
+    loss, d_s = block_bce(elements.data, elements.lengths, xp.asarray(targets), xp.asarray(weights), xp=xp)
+    return loss, (None, Ragged(ops.asarray2f(d_s), elements.lengths))
 
 
 def _tail_attention(attention: Model, Ew: Floats2d, lengths, index: BlockIndex, is_train: bool) -> Tuple[Floats2d, Callable]:

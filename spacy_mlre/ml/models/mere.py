@@ -6,9 +6,11 @@ concatenated in training (Eq. 4); LS sub-modules mixed by a per-language
 router (Eq. 5-8); four pointers over [h ; r_e] find head and tail start and
 end for a relation (Eq. 9), trained with the gold relation; loss Eq. 12.
 
-It follows the pipe's joint protocol (pipeline/joint.py): it decodes the
-relations of a doc and one head / tail pair per predicted relation itself,
-restricted to the doc's entities when there are any.
+It follows the pipe's joint protocol (ml/inputs.py: JointBatch in,
+JointOutput out): it decodes the relations of a doc (with the pipe's
+decoding, ml/losses.py) and one head / tail pair per predicted relation
+itself, restricted to the doc's entities when there are any. Its loss, Eq. 12,
+is its `get_loss` hook (`mere_loss`).
 
 Beyond the paper (its stated future work): several relations per doc, with a
 sigmoid per relation (the pipe's multi_label) and one pointer decode each.
@@ -27,7 +29,8 @@ from spacy.util import registry
 from thinc.api import Dropout, Linear, Model, glorot_uniform_init
 from thinc.types import Floats2d
 
-from ...pipeline.joint import JointBatch, JointOutput
+from ..inputs import JointBatch, JointOutput
+from ..losses import activate, decode_labels, label_loss
 from ..mere.aggregator import language_aggregator
 from ..mere.pointer import decode_spans, entity_pointers, pointer_loss, query_targets
 from ..mere.switcher import language_switcher, router_probabilities, set_languages
@@ -114,6 +117,7 @@ def build_mere(
             "stage": stage,
             "entity_weight": entity_weight,
             "relation_weight": relation_weight,
+            "get_loss": mere_loss,
             "mask_relations": mask_relations,
             "max_span_width": max_span_width,
             "langs": [],
@@ -202,17 +206,18 @@ def _forward(model: Model, batch: JointBatch, is_train: bool) -> Tuple[JointOutp
         return JointOutput(relation_logits=logits, triples=triples), lambda d: batch
 
     queries, targets = query_targets(batch.gold)
-    bp_pointers, d_ptr_logits, span_loss = None, None, 0.0
+    output = JointOutput(relation_logits=logits)
+    bp_pointers = None
     if queries.shape[0]:
         (ptr_logits, mask), bp_pointers = pointers((S, lengths, queries), is_train)
-        span_loss, d_ptr_logits = pointer_loss(ptr_logits, mask, xp.asarray(targets), model.attrs["entity_weight"] / 2)
+        output.pointer_logits, output.pointer_mask, output.pointer_targets = ptr_logits, mask, xp.asarray(targets)
 
-    def backprop(d_logits: Floats2d) -> JointBatch:
-        """d_logits: the pipe's gradient w.r.t. the relation logits."""
-        d_pooled = bp_drop_pooled(bp_classifier(ops.asarray2f(d_logits * allowed)))
+    def backprop(dY: JointOutput) -> JointBatch:
+        """dY: gradients w.r.t. the relation logits and the pointer logits."""
+        d_pooled = bp_drop_pooled(bp_classifier(ops.asarray2f(dY.relation_logits * allowed)))
         dS = ops.alloc2f(*S.shape)
-        if bp_pointers is not None:
-            dS, _, _ = bp_pointers(d_ptr_logits)
+        if bp_pointers is not None and dY.pointer_logits is not None:
+            dS, _, _ = bp_pointers(dY.pointer_logits)
         dS = bp_drop_tokens(dS)
         dH = bp_switch(dS)[0] if bp_switch is not None else dS
         if frozen:
@@ -222,25 +227,35 @@ def _forward(model: Model, batch: JointBatch, is_train: bool) -> Tuple[JointOutp
         bp_tokvecs(ops.unflatten(dX, lengths))
         return batch
 
-    return JointOutput(relation_logits=logits, span_loss=span_loss), backprop
+    return output, backprop
+
+
+def mere_loss(
+    model: Model, batch: JointBatch, output: JointOutput, targets: numpy.ndarray, weights: numpy.ndarray, multi_label: bool
+) -> Tuple[float, JointOutput]:
+    """The `get_loss` hook, Eq. 12: beta * the relation loss over docs (the
+    pipe's loss against the labels of each doc's gold triples) + alpha * the
+    mean of the four pointers' cross-entropies over the gold triples."""
+    ops = model.ops
+    beta = float(model.attrs["relation_weight"])
+    rel_loss, d_logits = label_loss(ops.to_numpy(output.relation_logits), targets, weights, multi_label)
+    d_output = JointOutput(relation_logits=ops.asarray2f(beta * d_logits))
+    span_loss = 0.0
+    if output.pointer_logits is not None:
+        span_loss, d_output.pointer_logits = pointer_loss(
+            output.pointer_logits, output.pointer_mask, output.pointer_targets, model.attrs["entity_weight"] / 2
+        )
+    return beta * rel_loss + float(span_loss), d_output
 
 
 def _decode(model: Model, batch: JointBatch, S: Floats2d, lengths, logits: numpy.ndarray) -> List[list]:
     """Relations above threshold (or the best one, single-label), then one
     pointer decode each, constrained to the doc's entities when given."""
     n_labels = batch.n_labels
-    if batch.multi_label:
-        probs = 1.0 / (1.0 + numpy.exp(-logits[:, :n_labels]))
-        thresholds = batch.thresholds if batch.thresholds is not None else numpy.full((n_labels,), 0.5)
-        doc_idx, rel_idx = numpy.nonzero(probs >= numpy.asarray(thresholds)[None, :])
-    else:
-        shifted = numpy.exp(logits - logits.max(axis=1, keepdims=True))
-        probs = shifted / shifted.sum(axis=1, keepdims=True)
-        best = probs.argmax(axis=1)
-        thresholds = numpy.append(batch.thresholds if batch.thresholds is not None else numpy.zeros(n_labels), numpy.inf)
-        keep = (best < n_labels) & (probs[numpy.arange(len(best)), best] >= thresholds[best])
-        doc_idx = numpy.nonzero(keep)[0]
-        rel_idx = best[doc_idx]
+    default = 0.5 if batch.multi_label else 0.0
+    thresholds = batch.thresholds if batch.thresholds is not None else numpy.full((n_labels,), default)
+    probs = activate(logits, batch.multi_label)
+    doc_idx, rel_idx = decode_labels(probs, numpy.asarray(thresholds), batch.multi_label)
     lengths_np = model.ops.to_numpy(lengths)
     keep = lengths_np[doc_idx] > 0
     doc_idx, rel_idx = doc_idx[keep], rel_idx[keep]
