@@ -18,7 +18,7 @@ torch = pytest.importorskip("torch")
 from spacy_mlre.ml.amnre.adversarial import grad_reverse, language_targets, orthogonality_penalty  # noqa: E402
 from spacy_mlre.ml.amnre.net import AMNRENet  # noqa: E402
 from spacy_mlre.ml.amnre.attention import attention_log_probs, segment_softmax  # noqa: E402
-from spacy_mlre.ml.layers import sentence_encoders  # noqa: E402
+from spacy_mlre.ml.amnre import encoders as sentence_encoders  # noqa: E402
 from spacy_mlre.ml.amnre.encoders import build_sentence_encoder, relative_positions  # noqa: E402
 
 EMBED = {"@architectures": "spacy.MultiHashEmbed.v2", "width": 16, "rows": [500, 100, 100, 100],
