@@ -9,9 +9,9 @@ from wasabi import msg
 
 from . import app
 from ..corpus import FORMATS, get_converter
-from ..corpus.base import (
-    ConversionError, SplitStats, convert, find_sources, language_from_name, write_summary,
-)
+from ..corpus.converter import ConversionError, convert
+from ..corpus.sources import find_sources, language_from_name
+from ..corpus.stats import SplitStats, write_summary
 from ..corpus.text import shared_vocab
 
 Format = Enum("Format", {name: name for name in FORMATS}, type=str)  # type: ignore[misc]

@@ -1,13 +1,16 @@
 """Converters from the field's data formats to DocBin, and spaCy corpus readers.
 
 One module per source format (crossre, semeval for SemEval-2010 / KBP37 / RELX,
-casrel, smiler, jsonl), the shared rules and counting in `base`, the text
-helpers in `text`. `python -m spacy_mlre convert FORMAT INPUT OUTPUT_DIR` is the
-command line; docs/data-formats.md documents every rule.
+casrel, smiler, jsonl), each parsing its records into a `record.Record`; the
+shared parts are the converter interface and driver (`converter`), file and
+split discovery (`sources`), Record -> Doc rules (`build`), the counts
+(`stats`) and the text helpers (`text`); `reader` reads the DocBins back for
+training. `python -m spacy_mlre convert FORMAT INPUT OUTPUT_DIR` is the command
+line; docs/data-formats.md documents every rule.
 """
 from typing import Dict, Type
 
-from .base import Converter
+from .converter import Converter
 
 FORMATS = ("crossre", "semeval2010", "kbp37", "casrel", "smiler", "jsonl")
 

@@ -30,10 +30,9 @@ import unicodedata
 from pathlib import Path
 from typing import Any, Dict, List, Sequence, Tuple
 
-from .base import (
-    UNTYPED_LABEL, ConversionError, Converter, Example, InvalidRecord, RawRecords, Source,
-    load_json_line, require,
-)
+from .converter import ConversionError, Converter, RawRecords
+from .record import UNTYPED_LABEL, InvalidRecord, Record, load_json_line, require
+from .sources import Source
 
 REPAIR_FOLDED = "entity string found only ignoring case and accents"
 DROP_NOT_FOUND = "triple whose entity string is not in the text"
@@ -63,14 +62,14 @@ def occurrences(tokens: Sequence[str], needle: Sequence[str]) -> List[int]:
 Span = Tuple[int, int]
 
 
-def _find(tokens: List[str], string: str, ex: Example) -> List[int]:
+def _find(tokens: List[str], string: str, rec: Record) -> List[int]:
     """Exact occurrences, else occurrences ignoring case and accents (counted)."""
     needle = string.split()
     starts = occurrences(tokens, needle)
     if not starts:
         starts = occurrences([fold(t) for t in tokens], [fold(t) for t in needle])
         if starts:
-            ex.repair(REPAIR_FOLDED)
+            rec.repair(REPAIR_FOLDED)
     return starts
 
 
@@ -78,20 +77,20 @@ def _overlaps(start: int, length: int, taken: List[Span]) -> bool:
     return any(start < e and b < start + length for b, e in taken)
 
 
-def locate_entities(tokens: List[str], strings: List[str], ex: Example) -> Dict[str, List[Span]]:
+def locate_entities(tokens: List[str], strings: List[str], rec: Record) -> Dict[str, List[Span]]:
     """Token span of each entity string (rules in the module docstring):
     string -> [span], or [span, second span] for a string that is both head and
     tail of one triple (`same`); strings not found are left out."""
     taken: List[Span] = []
     found: Dict[str, List[Span]] = {}
     for string in sorted(set(strings), key=lambda s: (-len(s.split()), strings.index(s))):
-        starts = _find(tokens, string, ex)
+        starts = _find(tokens, string, rec)
         if not starts:
             continue
         length = len(string.split())
         free = [s for s in starts if not _overlaps(s, length, taken)]
         if len(starts) > 1:
-            ex.repair(REPAIR_AMBIGUOUS if free else REPAIR_OVERLAP)
+            rec.repair(REPAIR_AMBIGUOUS if free else REPAIR_OVERLAP)
         start = free[0] if free else starts[0]
         taken.append((start, start + length))
         found[string] = [(start, start + length)] + [(s, s + length) for s in free if s != start]
@@ -139,31 +138,31 @@ class CasRelConverter(Converter):
     def read(self, path: Path) -> RawRecords:
         return iter_json_records(path)
 
-    def parse(self, raw: Any, source: Source) -> Example:
+    def parse(self, raw: Any, source: Source) -> Record:
         record = load_json_line(raw) if isinstance(raw, str) else raw
         tokens = require(record, "text", str).split()
         triples = require(record, "triple_list", list)
         for triple in triples:
             if not (isinstance(triple, list) and len(triple) == 3 and all(isinstance(x, str) for x in triple)):
                 raise InvalidRecord("bad triple", f"expected [head, relation, tail] strings, got {triple!r}")
-        ex = Example(tokens, [True] * (len(tokens) - 1) + [False] if tokens else [],
+        rec = Record(tokens, [True] * (len(tokens) - 1) + [False] if tokens else [],
                      lang=source.lang, relations_read=len(triples))
         strings = [s for h, _r, t in triples for s in (h, t)]
-        found = locate_entities(tokens, strings, ex)
+        found = locate_entities(tokens, strings, rec)
         same = {h for h, _r, t in triples if h == t and len(found.get(h, ())) > 1}
         spans = {(s, 0): spans[0] for s, spans in found.items()}
         spans.update({(s, 1): found[s][1] for s in same})
         index = {}
         for key, span in sorted(spans.items(), key=lambda item: item[1]):
-            index[key] = len(ex.entities)
-            ex.entities.append((span[0], span[1], UNTYPED_LABEL))
+            index[key] = len(rec.entities)
+            rec.entities.append((span[0], span[1], UNTYPED_LABEL))
         for head, rel, tail in triples:
             if head not in found or tail not in found:
-                ex.drop(DROP_NOT_FOUND)
+                rec.drop(DROP_NOT_FOUND)
                 continue
             if head in same and head == tail:
-                ex.repair(REPAIR_SAME_STRING)
-                ex.relations.append((index[(head, 0)], index[(head, 1)], rel, None))
+                rec.repair(REPAIR_SAME_STRING)
+                rec.relations.append((index[(head, 0)], index[(head, 1)], rel, None))
             else:
-                ex.relations.append((index[(head, 0)], index[(tail, 0)], rel, None))
-        return ex
+                rec.relations.append((index[(head, 0)], index[(tail, 0)], rel, None))
+        return rec

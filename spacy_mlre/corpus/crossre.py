@@ -26,9 +26,9 @@ Rules (docs/data-formats.md):
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .base import (
-    Converter, Example, InvalidRecord, RawRecords, Source, iter_lines, load_json_line, require,
-)
+from .converter import Converter, RawRecords, iter_lines
+from .record import InvalidRecord, Record, load_json_line, require
+from .sources import Source
 
 DOMAINS = ("ai", "literature", "music", "news", "politics", "science")
 REPAIR_LEADING_SPACE = "whitespace before the first token of sentence-detokenized dropped"
@@ -155,7 +155,7 @@ class CrossREConverter(Converter):
     def read(self, path: Path) -> RawRecords:
         return iter_lines(path)
 
-    def parse(self, raw: str, source: Source) -> Example:
+    def parse(self, raw: str, source: Source) -> Record:
         record = load_json_line(raw)
         doc_key = str(require(record, "doc_key", str))
         words = require(record, "sentence", list)
@@ -171,10 +171,10 @@ class CrossREConverter(Converter):
         # then has one bag key in every language (AMNRE's held-out bags)
         english_index = _source_indices(record, len(entities))
         kb_ids = [f"{doc_key}|{i}" for i in english_index]
-        ex = Example(
+        rec = Record(
             list(words), spaces, entities, _relations(record, entities, doc_key, english_index),
             doc_id=doc_key, lang=source.lang, kb_ids=kb_ids,
         )
         for kind in repairs:
-            ex.repair(kind)
-        return ex
+            rec.repair(kind)
+        return rec

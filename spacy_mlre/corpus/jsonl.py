@@ -18,7 +18,9 @@ may also be lists: [start, end, label] and [head, tail, label]. Rules:
 from pathlib import Path
 from typing import Any, List, Optional, Tuple
 
-from .base import Converter, Example, InvalidRecord, RawRecords, Source, iter_lines, load_json_line, require
+from .converter import Converter, RawRecords, iter_lines
+from .record import InvalidRecord, Record, load_json_line, require
+from .sources import Source
 from .text import char_spans_to_tokens, tokenize_with_cuts, trim_span
 
 REPAIR_TRIMMED = "entity offsets trimmed of surrounding whitespace"
@@ -59,7 +61,7 @@ class JsonlConverter(Converter):
     def read(self, path: Path) -> RawRecords:
         return iter_lines(path)
 
-    def parse(self, raw: str, source: Source) -> Example:
+    def parse(self, raw: str, source: Source) -> Record:
         record = load_json_line(raw)
         text = require(record, "text", str)
         items = [_entity(item, i) for i, item in enumerate(require(record, "entities", list))]
@@ -83,11 +85,11 @@ class JsonlConverter(Converter):
         words, spaces, starts, ends = tokenize_with_cuts(text, [c for span in spans for c in span])
         tokens = char_spans_to_tokens(spans, starts, ends)
         doc_id = record.get("id")
-        ex = Example(
+        rec = Record(
             words, spaces, [(s, e, item[2]) for (s, e), item in zip(tokens, items)], relations,
             doc_id=None if doc_id is None else str(doc_id), lang=lang,
             kb_ids=[item[3] for item in items],
         )
         if repaired:
-            ex.repair(REPAIR_TRIMMED, repaired)
-        return ex
+            rec.repair(REPAIR_TRIMMED, repaired)
+        return rec

@@ -20,10 +20,9 @@ import re
 from pathlib import Path
 from typing import Iterator, List, NamedTuple, Optional, Tuple
 
-from .base import (
-    UNTYPED_LABEL, Converter, Example, InvalidRecord, RawRecords, Source,
-    language_from_filename, split_from_name,
-)
+from .converter import Converter, RawRecords
+from .record import UNTYPED_LABEL, InvalidRecord, Record
+from .sources import Source, language_from_filename, split_from_name
 from .text import char_spans_to_tokens, parse_markup, tokenize_with_cuts
 
 NO_RELATION_LABELS = frozenset({"Other", "no_relation"})
@@ -113,23 +112,23 @@ class MarkedBlockConverter(Converter):
     def read(self, path: Path) -> RawRecords:
         return read_blocks(path)
 
-    def parse(self, raw: Block, source: Source) -> Example:
+    def parse(self, raw: Block, source: Source) -> Record:
         if raw.stray is not None:
             raise InvalidRecord("line outside a record", f"expected 'id<TAB>\"sentence\"', got {raw.stray!r}")
         label, direction = parse_label(_label_line(raw))
         text, e1, e2 = parse_markup(_unquote(raw.sentence))
         words, spaces, starts, ends = tokenize_with_cuts(text, [*e1, *e2])
         (s1, t1), (s2, t2) = char_spans_to_tokens([e1, e2], starts, ends)
-        ex = Example(
+        rec = Record(
             words, spaces, [(s1, t1, UNTYPED_LABEL), (s2, t2, UNTYPED_LABEL)],
             doc_id=raw.record_id, lang=source.lang, relations_read=1,
         )
         if direction is None:
             if label not in self.no_relation:
-                ex.repair(REPAIR_NO_TAG)
+                rec.repair(REPAIR_NO_TAG)
             direction = (0, 1)
-        ex.relations.append((direction[0], direction[1], label, None))
-        return ex
+        rec.relations.append((direction[0], direction[1], label, None))
+        return rec
 
 
 class SemEvalConverter(MarkedBlockConverter):

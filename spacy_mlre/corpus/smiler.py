@@ -14,7 +14,9 @@ A header row (first field `id`) is skipped. Rules (docs/data-formats.md):
 """
 from pathlib import Path
 
-from .base import UNTYPED_LABEL, Converter, Example, InvalidRecord, RawRecords, Source, iter_lines
+from .converter import Converter, RawRecords, iter_lines
+from .record import UNTYPED_LABEL, InvalidRecord, Record
+from .sources import Source
 from .text import char_spans_to_tokens, parse_markup, tokenize_with_cuts
 
 COLUMNS = ("id", "entity_1", "entity_2", "label", "text", "lang")
@@ -36,7 +38,7 @@ class SMiLERConverter(Converter):
                 continue
             yield number, line
 
-    def parse(self, raw: str, source: Source) -> Example:
+    def parse(self, raw: str, source: Source) -> Record:
         fields = raw.split("\t")
         if len(fields) != len(COLUMNS):
             raise InvalidRecord(
@@ -48,11 +50,11 @@ class SMiLERConverter(Converter):
         text, e1, e2 = parse_markup(marked)
         words, spaces, starts, ends = tokenize_with_cuts(text, [*e1, *e2])
         (s1, t1), (s2, t2) = char_spans_to_tokens([e1, e2], starts, ends)
-        ex = Example(
+        rec = Record(
             words, spaces, [(s1, t1, UNTYPED_LABEL), (s2, t2, UNTYPED_LABEL)],
             [(0, 1, label, None)], doc_id=record_id or None, lang=lang or source.lang, relations_read=1,
         )
         for column, (start, end) in ((ent1, e1), (ent2, e2)):
             if column and _norm(column) != text[start:end]:
-                ex.repair(REPAIR_COLUMN)
-        return ex
+                rec.repair(REPAIR_COLUMN)
+        return rec

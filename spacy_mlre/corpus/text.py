@@ -9,7 +9,7 @@ from typing import Dict, Iterable, List, Optional, Tuple
 from spacy.language import Language
 from spacy.vocab import Vocab
 
-from .base import InvalidRecord
+from .record import InvalidRecord
 
 CharSpan = Tuple[int, int]
 

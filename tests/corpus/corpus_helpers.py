@@ -10,7 +10,9 @@ from spacy.tokens import Doc, DocBin
 
 import spacy_mlre  # noqa: F401  (Doc extensions)
 from spacy_mlre.corpus import get_converter
-from spacy_mlre.corpus.base import SplitStats, convert, find_sources, msgpack_registries_cached
+from spacy_mlre.corpus.converter import convert, msgpack_registries_cached
+from spacy_mlre.corpus.sources import find_sources
+from spacy_mlre.corpus.stats import SplitStats
 from spacy_mlre.corpus.text import shared_vocab
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -4,7 +4,8 @@ import json
 import pytest
 
 from corpus_helpers import dataset_path, load_docs, run, triples
-from spacy_mlre.corpus.base import DROP_DUPLICATE, DROP_SELF, ConversionError
+from spacy_mlre.corpus.build import DROP_DUPLICATE, DROP_SELF
+from spacy_mlre.corpus.converter import ConversionError
 
 EN = {
     "doc_key": "ai-train-9",

@@ -2,7 +2,7 @@
 import pytest
 
 from corpus_helpers import dataset_path, load_docs, run, triples
-from spacy_mlre.corpus.base import ConversionError
+from spacy_mlre.corpus.converter import ConversionError
 from spacy_mlre.corpus.semeval import REPAIR_NO_TAG
 
 SEMEVAL = (

@@ -4,7 +4,7 @@ import json
 import pytest
 
 from corpus_helpers import load_docs, run, triples
-from spacy_mlre.corpus.base import ConversionError
+from spacy_mlre.corpus.converter import ConversionError
 from spacy_mlre.corpus.jsonl import REPAIR_TRIMMED
 from spacy_mlre.corpus.smiler import REPAIR_COLUMN
 
