@@ -8,9 +8,10 @@ things: the model's input for docs or examples, the label targets of its
 loss rows (candidate pairs, or docs), and annotations from its output. The
 data types are in ml/inputs.py; the loss and the decoding in ml/losses.py.
 """
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 import numpy
+from spacy.pipeline import TrainablePipe
 from spacy.tokens import Doc
 from spacy.training import Example
 
@@ -20,11 +21,8 @@ from ..ml.losses import activate, decode_labels
 from ..relations import RelationKey, relation_keys, set_relation_rows
 from .candidates import get_entities
 
-if TYPE_CHECKING:
-    from .relation_extractor import RelationExtractor
 
-
-def get_protocol(pipe: "RelationExtractor") -> "PairProtocol":
+def get_protocol(pipe: TrainablePipe) -> "PairProtocol":
     """The protocol the pipe's model follows: `model.attrs["protocol"]`."""
     name = pipe.model.attrs.get("protocol", "pair")
     if name not in PROTOCOLS:
@@ -39,7 +37,7 @@ class PairProtocol:
     needs_gold_entities = True
     tunable = True
 
-    def __init__(self, pipe: "RelationExtractor") -> None:
+    def __init__(self, pipe: TrainablePipe) -> None:
         self.pipe = pipe
 
     def inputs(self, docs: List[Doc]) -> PairInputs:
