@@ -16,6 +16,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import typer
 
+from ..plots import pyplot
 from . import app
 
 LangScores = Dict[str, Dict[str, float]]
@@ -105,12 +106,8 @@ def table_markdown(table: Dict[str, Any]) -> str:
 
 def plot_normalised(table: Dict[str, Any], path: Path) -> Optional[Path]:
     """Grouped bars: normalised zero-shot F1 per target language and model (needs matplotlib)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return None
     langs, rows = table["languages"], table["normalised"]
     if not langs or not rows:

@@ -103,12 +103,10 @@ def scores_markdown(scores: Dict[str, Any], title: str = "Relation extraction") 
 
 def plot_per_language(scores: Dict[str, Any], path: Path) -> Optional[Path]:
     """Bar chart of F1 per language (skipped when matplotlib is missing)."""
-    try:
-        import matplotlib
+    from ..plots import pyplot
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return None
     per_lang = scores.get("rel_f_per_lang") or {}
     if not per_lang:

@@ -86,12 +86,10 @@ def make_bags_metric():
 def plot_pr_curve(scores: Dict[str, Any], path) -> Optional[Any]:
     """The bag-level precision-recall curve: the paper's recall < 0.3 view and the
     full curve side by side (skipped when matplotlib is missing)."""
-    try:
-        import matplotlib
+    from ..plots import pyplot
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return None
     curves = scores if "bags" not in scores else {"model": scores["bags"]}
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))

@@ -84,12 +84,10 @@ def router_probabilities(nlp) -> Optional[Dict[str, List[float]]]:
 def plot_router_heatmap(probs: Dict[str, List[float]], path: Path) -> Optional[Path]:
     """Sub-modules x languages heatmap of selection probabilities (Fig. 8);
     skipped when matplotlib is missing."""
-    try:
-        import matplotlib
+    from ..plots import pyplot
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return None
     langs = list(probs)
     n_modules = len(next(iter(probs.values())))
