@@ -6,32 +6,17 @@ writes `<output>.md` and `<output>.json` with the machine they ran on.
 """
 import json
 import os
-import platform
 from pathlib import Path
 from typing import Any, Dict, List
 
 import typer
 
 from . import app
+from ._machine import machine_info
 
 COLUMNS = ("rel_micro_p", "rel_micro_r", "rel_micro_f", "rel_macro_f", "semeval_macro_f1", "joint_triple_f", "bag_auc", "bag_p@100")
 # paper metrics nested in the scores (evaluate --metrics bags) -> flat columns
 NESTED = {"bag_auc": ("bags", "auc"), "bag_p@100": ("bags", "p@100")}
-
-
-def hardware() -> Dict[str, Any]:
-    info = {"cpu_count": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version()}
-    try:
-        import torch
-
-        info["torch"] = torch.__version__
-        info["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    except ImportError:
-        info["gpu"] = None
-    import spacy
-
-    info["spacy"] = spacy.__version__
-    return info
 
 
 def _budget(model_path: str) -> Dict[str, Any]:
@@ -81,7 +66,7 @@ def results_cli(
 ) -> None:
     """Collect every evaluated variant into one Markdown table and JSON."""
     rows = collect_results(metrics_dir)
-    machine = hardware()
+    machine = machine_info()
     md = results_markdown(rows, machine, base=output.parent)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.with_suffix(".md").write_text(md, encoding="utf8")
