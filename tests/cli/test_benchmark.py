@@ -1,4 +1,5 @@
 import json
+import sys
 
 import pytest
 import spacy
@@ -7,11 +8,14 @@ from typer.testing import CliRunner
 
 from spacy_mlre.cli import _load_commands, app
 
+from spacy_mlre.cli._machine import machine_info
 from spacy_mlre.cli.benchmark import (
     benchmark_inference,
     benchmark_memory,
     benchmark_scaling,
     benchmark_training,
+    load_docs,
+    plot_scaling,
     profile_pipe,
     synthetic_docs,
 )
@@ -33,12 +37,21 @@ def _pairs_within(doc, max_distance):
     )
 
 
-def _cli(*args):
+def _invoke(*args):
     """`python -m spacy_mlre benchmark ARGS`, in this process."""
     _load_commands()
-    result = CliRunner().invoke(app, ["benchmark", *map(str, args)])
+    return CliRunner().invoke(app, ["benchmark", *map(str, args)], env={"COLUMNS": "200"})  # error boxes unwrapped
+
+
+def _cli(*args):
+    result = _invoke(*args)
     assert result.exit_code == 0, (result.output[-3000:], result.exception)
     return result.output
+
+
+def _predicted_relations(nlp, docs):
+    """Relations the pipeline predicts on copies of `docs`, counted here, one doc at a time."""
+    return sum(len(nlp(doc.copy())._.relations) for doc in docs)
 
 
 def test_benchmark_inference_fields(trained_pipeline, tiny_corpus):
@@ -49,7 +62,9 @@ def test_benchmark_inference_fields(trained_pipeline, tiny_corpus):
                 "encoder_seconds", "head_seconds", "encoder_share", "head_share", "peak_memory_mb"):
         assert result[key] > 0, key
     assert result["encoder_share"] + result["head_share"] == pytest.approx(1.0)
-    assert result["machine"]["cores"] >= 1
+    nlp = spacy.load(trained_pipeline)
+    assert result["relations"] == _predicted_relations(nlp, load_docs(nlp, tiny_corpus / "dev.spacy"))
+    assert set(result["machine"]) == set(machine_info()) and result["machine"]["cores"] >= 1
     json.dumps(result)
 
 
@@ -128,18 +143,32 @@ def test_scaling_pairs_bounded_by_distance(trained_pipeline):
 
 def test_scaling_cli_plot_and_merge(trained_pipeline, tiny_corpus, tmp_path):
     first = tmp_path / "first.json"
-    out = _cli(trained_pipeline, tiny_corpus / "dev.spacy", "--scaling", "0,2,4", "--docs-per-point", "3",
-               "--repeat", "1", "-o", first, "--plot", tmp_path / "first.png")
+    out = _cli("scaling", trained_pipeline, "--data", tiny_corpus / "dev.spacy", "--entities", "0,2,4",
+               "--docs-per-point", "3", "--repeat", "1", "-o", first, "--plot", tmp_path / "first.png")
     assert "| PairClassifier | 4 | 12 |" in out
-    assert first.with_suffix(".md").exists() and (tmp_path / "first.png").stat().st_size > 0
+    assert first.with_suffix(".md").read_text() in out
     data = json.loads(first.read_text())
     assert data["text"] == "corpus words" and data["data"].endswith("dev.spacy")
+    assert [p["entities_per_doc"] for p in data["pipelines"][0]["points"]] == [0, 2, 4]
     merged = tmp_path / "merged.json"
-    _cli(first, trained_pipeline, "--scaling", "2,3", "--docs-per-point", "2", "--repeat", "1", "-o", merged,
+    _cli("scaling", first, trained_pipeline, "-e", "2,3", "--docs-per-point", "2", "--repeat", "1", "-o", merged,
          "--plot", tmp_path / "merged.png")
-    names = [p["name"] for p in json.loads(merged.read_text())["pipelines"]]
+    pipelines = json.loads(merged.read_text())["pipelines"]
+    names = [p["name"] for p in pipelines]
     assert len(names) == 2 and len(set(names)) == 2 and names[0] == "PairClassifier"
-    assert (tmp_path / "merged.png").stat().st_size > 0
+    assert pipelines[0]["points"] == data["pipelines"][0]["points"]  # the earlier run, merged in as it was
+    assert [p["entities_per_doc"] for p in pipelines[1]["points"]] == [2, 3]
+    pytest.importorskip("matplotlib")
+    assert (tmp_path / "first.png").stat().st_size > 0 and (tmp_path / "merged.png").stat().st_size > 0
+
+
+def test_scaling_plot_is_skipped_without_matplotlib(tmp_path, monkeypatch):
+    """Without matplotlib the plot is left out, not an error: no file, None back."""
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` now raises ImportError
+    result = {"pipelines": [{"name": "x", "points": [{"entities_per_doc": 2, "ms_per_doc": 1.0, "head_share": 0.5}]}],
+              "docs_per_point": 1, "words_per_doc": 1, "batch_size": 1}
+    assert plot_scaling(result, tmp_path / "plot.png") is None
+    assert not (tmp_path / "plot.png").exists()
 
 
 def test_memory_checks(trained_pipeline):
@@ -152,7 +181,11 @@ def test_memory_checks(trained_pipeline):
     nlp = spacy.load(trained_pipeline)
     assert long_doc["candidate_pairs"] == _pairs_within(synthetic_docs(nlp, 1, 300, 10000)[0], 100)
     assert 0 < long_doc["candidate_pairs"] < long_doc["all_pairs"] == 300 * 299
-    assert long_doc["peak_memory_mb"] > 0 and long_doc["relations"] >= 0
+    # the child process reports what the pipeline predicts on the same doc here
+    spans_key = nlp.get_pipe("relation_extractor").cfg.get("spans_key")
+    doc = synthetic_docs(nlp, 1, 300, 10000, spans_key=spans_key)[0]
+    assert long_doc["relations"] == _predicted_relations(nlp, [doc]) > 0
+    assert long_doc["peak_memory_mb"] > 0
     json.dumps(result)
 
 
@@ -167,6 +200,45 @@ def test_profile_shows_the_pipes_predict(trained_pipeline, tmp_path):
     # through the command line: printed and saved
     data = tmp_path / "data.spacy"
     DocBin(store_user_data=True, docs=docs).to_disk(data)
-    out = _cli(trained_pipeline, data, "--repeat", "1", "--profile", tmp_path / "profile.txt", "-o", tmp_path / "r.json")
+    out = _cli("speed", trained_pipeline, data, "--repeat", "1", "--profile", tmp_path / "profile.txt", "-o", tmp_path / "r.json")
     assert "(predict)" in out and "(predict)" in (tmp_path / "profile.txt").read_text()
     assert json.loads((tmp_path / "r.json").read_text())["profile"]["candidate_pairs"] == 240
+
+
+def test_memory_and_train_subcommands(trained_pipeline, tiny_corpus, tmp_path):
+    out = _cli("memory", trained_pipeline, "--data", tiny_corpus / "dev.spacy", "--stream-docs", "50",
+               "--long-doc", "0", "-b", "16", "-o", tmp_path / "memory.json")
+    memory = json.loads((tmp_path / "memory.json").read_text())
+    assert memory["mode"] == "memory" and memory["data"].endswith("dev.spacy") and memory["long_doc"] is None
+    assert memory["stream"]["docs"] == 50 and memory["batch_size"] == 16
+    assert out.startswith("stream rss_mb: ") and "rss_slope_mb_per_1000_docs" in out
+    _cli("train", ROOT / "configs" / "pair_tok2vec.cfg", tiny_corpus / "train.spacy", "--steps", "2", "-b", "8",
+         "-o", tmp_path / "train.json")
+    train = json.loads((tmp_path / "train.json").read_text())
+    assert train["mode"] == "training" and train["examples"] == 16 and train["profile"] is None
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["speed", "PIPELINE"], "Missing argument 'DATA'"),
+        (["speed"], "Missing argument 'PIPELINE'"),
+        (["train", ROOT / "configs" / "pair_tok2vec.cfg"], "Missing argument 'DATA'"),
+        (["speed", "PIPELINE", "no-such.spacy"], "no-such.spacy does not exist"),
+        (["speed", "PIPELINE", __file__], "is not a .spacy file or a folder of them"),
+        (["scaling", "earlier.json"], "earlier.json does not exist"),
+        (["scaling", "PIPELINE", "--entities", "2,x"], "comma-separated non-negative integers"),
+        (["memory", "PIPELINE", "--long-doc", "many"], "takes TOKENS,ENTITIES or 0"),
+        (["PIPELINE", "DATA"], "No such command 'PIPELINE'"),
+    ],
+)
+def test_bad_calls_are_usage_errors(args, message):
+    """Caught before any pipeline loads (PIPELINE names none), with what is wrong."""
+    result = _invoke(*args)
+    assert result.exit_code == 2 and message in result.output, result.output
+
+
+def test_benchmark_lists_its_subcommands():
+    result = _invoke()
+    for name in ("speed", "scaling", "memory", "train"):
+        assert f" {name} " in result.output, result.output
