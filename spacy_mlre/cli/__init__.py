@@ -1,6 +1,8 @@
-"""The `python -m spacy_mlre` command line: convert | evaluate | assets | results | benchmark | render.
+"""The `python -m spacy_mlre` command line: convert | evaluate | tune | assets | results | benchmark | render | crosslingual.
 
-Each command lives in its own module and registers itself on `app`.
+Each command lives in its own module and registers itself on `app`; they load
+on first use, so that importing one helper (e.g. `cli.results`) does not
+import every command.
 """
 import typer
 
@@ -13,14 +15,8 @@ app = typer.Typer(
 
 
 def _load_commands() -> None:
-    import importlib
-
-    for name in ("convert", "evaluate", "tune", "assets", "benchmark", "render", "results", "crosslingual"):
-        try:
-            importlib.import_module(f"{__name__}.{name}")
-        except ModuleNotFoundError as err:  # a command not written yet
-            if err.name != f"{__name__}.{name}":
-                raise
+    """Register every command on `app`."""
+    from . import assets, benchmark, convert, crosslingual, evaluate, render, results, tune  # noqa: F401
 
 
 def main() -> None:
