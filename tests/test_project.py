@@ -3,6 +3,7 @@ own commands run through `spacy project run` (dataset and budget overridden as
 vars), then the model wheel it builds is installed, with the project's own
 wheel, into a fresh venv and predicts relations there."""
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import pytest
 from spacy.tokens import DocBin
 
 from mlre_testing import ROOT
-from spacy_mlre.cli.assets import _md5, fetch_assets
+from spacy_mlre.cli.assets import load_assets
 
 VARS = ["--vars.dataset", "tiny", "--vars.max_steps", "60", "--vars.eval_frequency", "20",
         "--vars.package_name", "tiny"]
@@ -92,32 +93,39 @@ def test_packaged_wheel_installs_and_predicts_in_a_fresh_venv(project, tmp_path)
     assert json.loads(result.stdout) == [["Acme", "employs", "Zofia"], ["Zofia", "works_for", "Acme"]]
 
 
-def test_assets_come_from_the_mirror_and_are_verified(tmp_path):
-    mirror = tmp_path / "mirror"
-    (mirror / "data").mkdir(parents=True)
-    (mirror / "data" / "train.json").write_text('{"text": "x"}\n')
-    checksum = _md5(mirror / "data" / "train.json")
-    project = tmp_path / "project"
-    project.mkdir()
-    (project / "project.yml").write_text(
-        f'assets:\n  - dest: "assets/data/train.json"\n    url: "https://example.invalid/train.json"\n'
-        f'    checksum: "{checksum}"\n'
-    )
-    done = fetch_assets(project, mirror)
-    assert done[0]["source"].startswith("mirror") and (project / "assets" / "data" / "train.json").exists()
-    assert fetch_assets(project, mirror)[0]["source"] == "cached"
-    (project / "assets" / "data" / "train.json").unlink()
-    (mirror / "data" / "train.json").write_text('{"text": "tampered"}\n')
-    with pytest.raises(ValueError, match="Checksum mismatch for asset assets/data/train.json"):
-        fetch_assets(project, mirror)
+def test_project_pins_one_git_tree_per_source():
+    """One git asset per source, pinned to a commit and one folder checksum;
+    weasel accepts the file, and the assets-* commands fetch assets it names."""
+    from weasel.util import load_project_config
+
+    config = load_project_config(ROOT)
+    assets = load_assets(ROOT)
+    assert [a.dest for a in assets] == [
+        "assets/crossre/crossre_data", "assets/crossre/multi-crossre_data/translation",
+        "assets/semeval2010_task8/SemEval2010_task8_all_data", "assets/kbp37", "assets/casrel_nyt_webnlg/data",
+    ]
+    for entry, asset in zip(config["assets"], assets):
+        assert set(entry["git"]) >= {"repo", "branch", "commit", "path"}
+        assert re.fullmatch(r"[0-9a-f]{40}", asset.commit) and re.fullmatch(r"[0-9a-f]{32}", asset.checksum)
+        assert asset.repo.startswith("https://github.com/")
+    dests = {asset.dest for asset in assets}
+    fetches = [cmd for cmd in config["commands"] if any("spacy_mlre assets fetch" in line for line in cmd["script"])]
+    assert {cmd["name"] for cmd in fetches} >= {"assets-crossre", "assets-translation"}
+    for cmd in fetches:
+        for line in cmd["script"]:
+            only = re.search(r"--only (\S+)", line)
+            assert only and set(only.group(1).split(",")) <= dests, line
 
 
-def test_project_assets_match_the_shared_mirror(tmp_path):
-    """The pinned CrossRE assets of the default workflow are in the mirror with their checksums."""
+def test_project_assets_match_the_shared_mirror():
+    """Every pinned tree is in the mirror with its checksum, from the repository
+    and commit its files were copied from (MANIFEST.json)."""
     from mlre_testing import DATASETS
 
-    if not (DATASETS / "crossre" / "crossre_data").exists():
+    if not (DATASETS / "MANIFEST.json").exists():
         pytest.skip("datasets mirror not available")
-    shutil.copy(ROOT / "project.yml", tmp_path / "project.yml")
-    done = fetch_assets(tmp_path, DATASETS, only=["assets/crossre/crossre_data"])
-    assert len(done) == 18 and all(item["source"].startswith("mirror") for item in done)
+    manifest = json.loads((DATASETS / "MANIFEST.json").read_text())
+    sources = {(f"https://github.com/{item['repo']}", item["commit"]) for item in manifest}
+    for asset in load_assets(ROOT):
+        assert (asset.repo, asset.commit) in sources, asset.dest
+        assert asset.problem(DATASETS / asset.mirror_path) is None, asset.dest
