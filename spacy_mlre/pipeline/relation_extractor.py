@@ -19,10 +19,16 @@ from .protocols import gold_keys, get_protocol, same_tokens
 
 default_model_config = """
 [model]
-@architectures = "spacy_mlre.PairClassifier.v1"
-pooling = "mean"
+@architectures = "spacy_mlre.PairClassifier.v2"
 entity_type_width = 16
 context = true
+product = false
+
+[model.reducer]
+@layers = "reduce_mean.v1"
+
+[model.scorer]
+@architectures = "spacy_mlre.PairScorer.v1"
 hidden_width = 128
 dropout = 0.1
 
@@ -31,7 +37,7 @@ dropout = 0.1
 
 [model.tok2vec.embed]
 @architectures = "spacy.MultiHashEmbed.v2"
-width = 96
+width = 64
 rows = [5000, 1000, 2500, 1000]
 attrs = ["NORM", "PREFIX", "SUFFIX", "SHAPE"]
 include_static_vectors = false
@@ -41,7 +47,7 @@ include_static_vectors = false
 width = ${model.tok2vec.embed.width}
 window_size = 1
 maxout_pieces = 3
-depth = 4
+depth = 2
 """
 DEFAULT_REL_MODEL = Config().from_str(default_model_config)["model"]
 

@@ -7,7 +7,7 @@ reduction and one scatter in backprop, with no Python loop per span or pair.
 from typing import Callable, Tuple
 
 from thinc.api import Model
-from thinc.types import Floats2d, Ints1d, Ints2d
+from thinc.types import Floats2d, Ints1d, Ints2d, Ragged
 
 POOLINGS = ("mean", "max", "first")
 
@@ -102,3 +102,28 @@ def _mean_between_forward(
 
     return Y, backprop
 
+
+
+def extract_spans() -> Model[Tuple[Ragged, Ragged], Ragged]:
+    """spaCy's `extract_spans` (the same inputs and output: token vectors per
+    doc, (start, end) spans per doc -> the spans' token vectors), with the
+    token indices built by array operations instead of a Python loop per span."""
+    return Model("extract_spans", _extract_spans_forward)
+
+
+def _extract_spans_forward(model: Model, inputs: Tuple[Ragged, Ragged], is_train: bool) -> Tuple[Ragged, Callable]:
+    X, spans = inputs
+    ops, xp = model.ops, model.ops.xp
+    doc_starts = xp.cumsum(X.lengths) - X.lengths
+    span_doc = xp.repeat(xp.arange(len(spans.lengths)), spans.lengths)
+    flat_spans = spans.dataXd.astype("int64") + doc_starts[span_doc][:, None]
+    indices, lengths = span_token_indices(xp, flat_spans)
+    Y = Ragged(X.dataXd[indices], ops.asarray1i(lengths))
+    x_shape, x_lengths = X.dataXd.shape, X.lengths
+
+    def backprop(dY: Ragged) -> Tuple[Ragged, Ragged]:
+        dX = ops.alloc2f(*x_shape)
+        ops.scatter_add(dX, ops.asarray1i(indices), dY.dataXd)
+        return Ragged(dX, x_lengths), spans
+
+    return Y, backprop

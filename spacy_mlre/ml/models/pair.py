@@ -1,23 +1,68 @@
-"""spacy_mlre.PairClassifier.v1: the pooled head/tail baseline.
+"""spacy_mlre.PairClassifier.v2: the pooled head/tail baseline.
+
+chain(pair features, scorer), as spaCy's spancat is chain(..., extract_spans,
+reducer, scorer): the encoder, the reducer that pools an entity's token
+vectors and the scorer are config blocks.
 
 encoder -> pooled head span, pooled tail span (+ entity-type embeddings)
-(+ mean of the tokens between them) -> hidden Maxout layer -> one logit per label.
-Each entity is pooled, typed and projected by the hidden layer once per batch
-(layers/pair_maxout.py), so all pairs of a batch share one encoder pass and the
-per-pair work is a gather, the context's projection and the output layer.
+(+ mean of the tokens between them, + head * tail) -> hidden Maxout layer ->
+one logit per label. Each entity is pooled, typed and projected by the hidden
+layer once per batch (layers/pair_maxout.py), so all pairs of a batch share
+one encoder pass and the per-pair work is a gather, the pair features'
+projection and the output layer.
+
+spacy_mlre.PairClassifier.v1 (pooling as a string, one hand-wired model) stays
+so that pipelines saved with it load; new configs use v2.
 """
 from typing import Callable, List, Optional, Tuple
 
 from spacy.tokens import Doc
 from spacy.util import registry
 from thinc.api import Dropout, HashEmbed, LayerNorm, Linear, Model, chain, glorot_uniform_init
-from thinc.types import Floats2d
+from thinc.types import Floats2d, Ragged
 
-from ..inputs import Candidates
+from ..inputs import PairInputs
+from ..layers.pair_features import PairFeatures, pair_features
 from ..layers.pair_maxout import pair_maxout
 from ..layers.spans import mean_between, span_pooler
 
-RelInputs = Tuple[List[Doc], Candidates]
+RelInputs = PairInputs
+
+
+@registry.architectures("spacy_mlre.PairClassifier.v2")
+def build_pair_classifier_v2(
+    tok2vec: Model[List[Doc], List[Floats2d]],
+    reducer: Model[Ragged, Floats2d],
+    scorer: Model[PairFeatures, Floats2d],
+    entity_type_width: int = 16,
+    context: bool = True,
+    product: bool = False,
+) -> Model[PairInputs, Floats2d]:
+    """Score every candidate pair for every label (logits). Superseded by v2.
+
+    tok2vec: the encoder (own Tok2Vec, a tok2vec or transformer listener, a
+        frozen encoder).
+    reducer: pools an entity's token vectors into one, e.g. thinc's
+        reduce_mean.v1, reduce_max.v1, reduce_first.v1, or spaCy's
+        spacy.mean_max_reducer.v1.
+    scorer: reads (entity vectors, pair rows, pair features), e.g.
+        spacy_mlre.PairScorer.v1; its output width is the pipe's outputs.
+    entity_type_width: width of the entity-label embedding of head and tail
+        (0 switches it off; labels are hashed, so unseen types need no table).
+    context: a pair feature, the mean of the tokens between the two entities.
+    product: a pair feature, the elementwise product of the two pooled entities.
+    """
+    return chain(pair_features(tok2vec, reducer, entity_type_width, context, product), scorer)
+
+
+@registry.architectures("spacy_mlre.PairScorer.v1")
+def build_pair_scorer(hidden_width: int = 128, dropout: float = 0.1, nO: Optional[int] = None) -> Model[PairFeatures, Floats2d]:
+    """A hidden Maxout layer over [head; tail; pair features] (computed per
+    entity, layers/pair_maxout.py), layer norm, dropout, then one logit per output."""
+    return chain(
+        pair_maxout(nO=hidden_width, nP=3), LayerNorm(nI=hidden_width), Dropout(dropout),
+        Linear(nO=nO, init_W=glorot_uniform_init),
+    )
 
 
 @registry.architectures("spacy_mlre.PairClassifier.v1")
