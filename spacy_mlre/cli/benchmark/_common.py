@@ -84,10 +84,14 @@ def current_rss_mb() -> float:
 
 
 def _encoder_node(pipe):
-    """The pipe model's encoder: its `tok2vec` (own or listener) or `encoder` (marker models)."""
-    for ref in ("tok2vec", "encoder"):
-        if pipe.model.has_ref(ref):
-            return pipe.model.get_ref(ref)
+    """The pipe model's encoder: the `tok2vec` (own or listener) or `encoder`
+    (marker models) ref of the outermost node that has one. The whole tree is
+    searched because a chain does not carry its layers' refs (e.g.
+    chain(pair_features(tok2vec, ...), scorer))."""
+    for node in pipe.model.walk():  # breadth first: the outermost node first
+        for ref in ("tok2vec", "encoder"):
+            if node.has_ref(ref):
+                return node.get_ref(ref)
     return None
 
 
