@@ -1,8 +1,8 @@
 """The `python -m spacy_mlre` command line: convert | evaluate | tune | assets | results | benchmark | render | crosslingual.
 
-Each command lives in its own module and registers itself on `app`; they load
-on first use, so that importing one helper (e.g. `cli.results`) does not
-import every command.
+Each command lives in its own module and registers itself on `app` when
+`main()` imports it, not on `import spacy_mlre.cli`, so that importing one
+helper (e.g. `cli.results`) does not import every command.
 """
 import typer
 
