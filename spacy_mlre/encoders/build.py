@@ -188,7 +188,8 @@ def hf_name(name: str) -> str:
 
 
 def bert_config(model: E5Model):
-    """BertConfig with the file's dimensions; token ids as the XLM-R tokenizer numbers them."""
+    """BertConfig with the file's dimensions; token ids as the XLM-R tokenizer numbers them
+    (the tokenizer class is in tokenizer_config.json)."""
     from transformers import BertConfig
 
     h, v = model.header, model.vocab
@@ -206,7 +207,6 @@ def bert_config(model: E5Model):
         bos_token_id=v.bos,
         eos_token_id=v.eos,
         position_embedding_type="absolute",
-        tokenizer_class="XLMRobertaTokenizer",
         architectures=["BertModel"],
     )
 

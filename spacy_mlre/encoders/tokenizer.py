@@ -94,13 +94,21 @@ def special_tokens(vocab: E5Vocab) -> Dict[str, str]:
 
 def save_tokenizer(vocab: E5Vocab, path: str, max_length: int, overrides: Optional[Dict[int, str]] = None) -> None:
     """tokenizer.json, tokenizer_config.json and special_tokens_map.json, so that
-    `AutoTokenizer.from_pretrained(path)` gives an XLMRobertaTokenizerFast."""
-    from transformers import AddedToken, XLMRobertaTokenizerFast
+    `AutoTokenizer.from_pretrained(path)` gives a fast tokenizer with XLM-R's
+    special tokens and inputs (no token_type_ids). It is the generic
+    PreTrainedTokenizerFast: XLMRobertaTokenizerFast would need XLM-R's
+    sentencepiece.bpe.model, which spacy-transformers opens and which the file
+    cannot rebuild (its normaliser is flattened)."""
+    from transformers import AddedToken, PreTrainedTokenizerFast
 
-    roles = special_tokens(vocab)
+    roles: Dict[str, object] = dict(special_tokens(vocab))
     if "mask_token" in roles:  # as XLM-R: "<mask>" takes the space before it
         roles["mask_token"] = AddedToken("<mask>", lstrip=True, rstrip=False, normalized=False, special=True)
-    fast = XLMRobertaTokenizerFast(
-        tokenizer_object=build_tokenizer(vocab, overrides), model_max_length=max_length, **roles
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=build_tokenizer(vocab, overrides),
+        model_max_length=max_length,
+        model_input_names=["input_ids", "attention_mask"],
+        clean_up_tokenization_spaces=False,
+        **roles,
     )
     fast.save_pretrained(path)
