@@ -16,7 +16,7 @@ app = typer.Typer(
 
 def _load_commands() -> None:
     """Register every command on `app`."""
-    from . import assets, benchmark, convert, crosslingual, evaluate, render, results, tune  # noqa: F401
+    from . import assets, benchmark, convert, crosslingual, encoder, evaluate, render, results, tune  # noqa: F401
 
 
 def main() -> None:
