@@ -1,5 +1,6 @@
 """The `relation_extractor` pipe: entity pairs in, `doc._.relations` out."""
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
+from contextlib import contextmanager
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
 
 import numpy
 from spacy.language import Language
@@ -9,6 +10,7 @@ from spacy.training import Example, validate_examples, validate_get_examples
 from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer, set_dropout_rate
 
+from ..about import __version__
 from ..language import get_lang
 from ..relations import _describe_doc, get_relation_rows, relation_keys
 from ..scorer import score_relations
@@ -393,6 +395,41 @@ class RelationExtractor(TrainablePipe):
             chosen[label] = float(round(float(grid[int(f1.argmax())]), 4))
         self.cfg["thresholds"] = chosen
         return chosen
+
+    # Serialization --------------------------------------------------------
+
+    def to_bytes(self, *, exclude=tuple()) -> bytes:
+        self.cfg["saved_with"] = __version__
+        return super().to_bytes(exclude=exclude)
+
+    def to_disk(self, path, *, exclude=tuple()) -> None:
+        self.cfg["saved_with"] = __version__
+        super().to_disk(path, exclude=exclude)
+
+    def from_bytes(self, bytes_data: bytes, *, exclude=tuple()) -> "RelationExtractor":
+        with self._load_errors("bytes"):
+            return super().from_bytes(bytes_data, exclude=exclude)
+
+    def from_disk(self, path, *, exclude=tuple()) -> "RelationExtractor":
+        with self._load_errors(str(path)):
+            return super().from_disk(path, exclude=exclude)
+
+    @contextmanager
+    def _load_errors(self, where: str) -> Iterator[None]:
+        """Weights that do not fit the architecture of the pipeline's config
+        mean the pipeline was saved by another version: say so, and what to do."""
+        try:
+            yield
+        except ValueError as err:
+            if "deserialize" not in str(err) and "shape" not in str(err):
+                raise
+            saved = self.cfg.get("saved_with") or "an unknown version (before 0.2)"
+            raise ValueError(
+                f"The '{self.name}' component ({where}) could not load its model weights: {err}. "
+                f"Its weights do not fit the model its config builds ({self.model.name}); they were saved "
+                f"with spacy-mlre {saved}, this is {__version__}. Retrain the pipeline with this "
+                "version (spacy train), or load it with the version that saved it."
+            ) from err
 
     def score(self, examples: Iterable[Example], **kwargs) -> Dict[str, Any]:
         validate_examples(examples, "RelationExtractor.score")

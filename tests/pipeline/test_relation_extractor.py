@@ -245,3 +245,22 @@ def test_forked_worker_runs_torch_after_the_parent_did():
     result = subprocess.run([sys.executable, "-c", FORK_AFTER_TORCH], capture_output=True, text=True, timeout=120, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     assert float(result.stdout.strip()) == 2000.0
+
+
+def test_weights_that_do_not_fit_the_config_say_to_retrain(nlp, gold_docs, tmp_path):
+    """A pipeline whose stored weights do not fit the model its config builds
+    (what a pipeline saved by an older version looks like) fails with an error
+    that names the version that saved it and says to retrain."""
+    nlp.add_pipe("relation_extractor")
+    _train(nlp, _examples(gold_docs), steps=1)
+    nlp.to_disk(tmp_path / "p")
+    v1 = {"@architectures": "spacy_mlre.PairClassifier.v1",
+          "tok2vec": {"@architectures": "spacy.Tok2Vec.v2",
+                      "embed": {"@architectures": "spacy.MultiHashEmbed.v2", "width": 64, "rows": [5000, 1000, 2500, 1000],
+                                "attrs": ["NORM", "PREFIX", "SUFFIX", "SHAPE"], "include_static_vectors": False},
+                      "encode": {"@architectures": "spacy.MaxoutWindowEncoder.v2", "width": 64, "window_size": 1,
+                                 "maxout_pieces": 3, "depth": 2}}}
+    other = spacy.blank("xx").add_pipe("relation_extractor", config={"model": v1})
+    with pytest.raises(ValueError, match=r"saved with spacy-mlre 0\.2\.0.*Retrain the pipeline"):
+        other.from_disk(tmp_path / "p" / "relation_extractor", exclude=["vocab"])
+    assert spacy.load(tmp_path / "p").get_pipe("relation_extractor").cfg["saved_with"] == "0.2.0"
