@@ -9,10 +9,20 @@ is the converter's choice (`Converter.data_files`).
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Protocol, Sequence
 
-if TYPE_CHECKING:  # the converter module imports Source from here
-    from .converter import Converter
+
+class DataFiles(Protocol):
+    """What finding sources needs of a converter (converter.Converter has it;
+    named here so that this module, which the converter imports, imports no converter)."""
+
+    name: str
+    patterns: Sequence[str]
+    default_lang: Optional[str]
+
+    def data_files(self, folder: Path) -> List[Path]: ...
+
+    def filter_files(self, files: List[Path], options: Dict[str, Any]) -> List[Path]: ...
 
 SPLIT_ALIASES = {
     "train": "train", "training": "train",
@@ -86,7 +96,7 @@ class Source:
 
 
 def find_sources(
-    conv: "Converter", input_path: Path, lang: Optional[str], split: Optional[str],
+    conv: DataFiles, input_path: Path, lang: Optional[str], split: Optional[str],
     options: Optional[Dict[str, Any]] = None,
 ) -> List[Source]:
     """Input file or folder -> sources. A folder holding data files gives one
@@ -114,6 +124,6 @@ def find_sources(
     return sources
 
 
-def _source(conv: "Converter", path: Path, group: str, lang: Optional[str], split: Optional[str]) -> Source:
+def _source(conv: DataFiles, path: Path, group: str, lang: Optional[str], split: Optional[str]) -> Source:
     lang = lang or language_from_filename(path) or conv.default_lang
     return Source(path, split or split_from_name(path) or path.stem, group, lang)
