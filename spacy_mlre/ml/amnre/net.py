@@ -15,6 +15,11 @@ Switches for the paper's ablations and baselines: `individual` / `consistent`
 (the Share baseline: one set of relation queries and matrices for every
 language), `share_encoders` (MNRE-style: one encoder per language whose
 embedding feeds both attentions), `adversarial` null (noA), `orthogonality` 0 (noO).
+
+Eq. 13, the extraction loss, reads the gold relations, so it is not here but
+in the model's loss hook (ml/models/amnre.py, `amnre_loss`); the network
+gives log p(r|T), the regularizers that need no targets, and the
+alternating adversarial steps with their two Adams.
 """
 from typing import Any, Dict, Optional, Sequence, Tuple
 
@@ -156,24 +161,30 @@ class AMNRENet(nn.Module):
         targets = language_targets(pair_lang, len(self.cfg["langs"]), self.cfg["discriminator_smoothing"], flip=True)
         return soft_cross_entropy(logits, targets)
 
-    def adversarial_steps(self, words, lengths, sent_lang, pair_sent, heads, tails, n_pairs: int = 0,
-                          generator: Optional[torch.Generator] = None) -> Dict[str, float]:
-        """The paper's alternating updates before each extraction update (ratio
-        1:1:5 = extraction : discriminator : encoder steps by default): D minimises
-        L^D_adv on detached consistent embeddings, then the consistent encoders
-        minimise L^E_adv (`fool_loss`), each with its own Adam."""
-        ratio = self.cfg["adversarial_ratio"]
-        if n_pairs and pair_sent.shape[0] > n_pairs:
-            pick = torch.randperm(pair_sent.shape[0], generator=generator)[:n_pairs]
-            pair_sent, heads, tails = pair_sent[pick], heads[pick], tails[pick]
-        pair_lang = sent_lang[pair_sent]
+    def adversarial_optimizers(self) -> Tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
+        """The Adams of the alternating game, the discriminator's and the
+        consistent encoders', made on first use."""
         if self._optimizers is None:
             lr = self.cfg["adversarial_learn_rate"]
             self._optimizers = (
                 torch.optim.Adam(self.discriminator.parameters(), lr=lr),
                 torch.optim.Adam(self.consistent.parameters(), lr=lr),
             )
-        d_opt, e_opt = self._optimizers
+        return self._optimizers
+
+    def adversarial_steps(self, words, lengths, sent_lang, pair_sent, heads, tails, n_pairs: int = 0,
+                          generator: Optional[torch.Generator] = None) -> Dict[str, float]:
+        """The paper's alternating updates before each extraction update (ratio
+        1:1:5 = extraction : discriminator : encoder steps by default): D minimises
+        L^D_adv on detached consistent embeddings, then the consistent encoders
+        minimise L^E_adv (`fool_loss`), each with its own Adam. Gradients that
+        the extraction loss has accumulated on the parameters are kept."""
+        ratio = self.cfg["adversarial_ratio"]
+        if n_pairs and pair_sent.shape[0] > n_pairs:
+            pick = torch.randperm(pair_sent.shape[0], generator=generator)[:n_pairs]
+            pair_sent, heads, tails = pair_sent[pick], heads[pick], tails[pick]
+        pair_lang = sent_lang[pair_sent]
+        d_opt, e_opt = self.adversarial_optimizers()
         args = (words, lengths, sent_lang, pair_sent, heads, tails)
         losses = {"discriminator": 0.0, "fool": 0.0}
         for _ in range(int(round(ratio[1] / ratio[0]))):
@@ -196,14 +207,17 @@ class AMNRENet(nn.Module):
         self.discriminator.train()
         return losses
 
-    def training_loss(self, bag_log_probs, bag_dist, bag_weight, ind, cons, pair_lang) -> Dict[str, torch.Tensor]:
-        """Eq. 13 (-log p(r|T) with the gold relation as the query, weighted per
-        bag) + lambda_3 * Eq. 17 / n_bags (the paper sums both over a batch; we
-        divide both by its bag count) + the reversal-mode discriminator loss."""
-        n_bags = max(int((bag_weight > 0).sum()), 1)
-        parts = {"nre": -(bag_weight * (bag_dist * bag_log_probs).sum(dim=1)).sum()}
+    def regularizers(self, ind, cons, pair_lang, n_bags: int) -> Dict[str, torch.Tensor]:
+        """The terms of the extraction step that need no targets, added to
+        Eq. 13 by the model's own backprop: lambda_3 * Eq. 17 / n_bags (the
+        paper sums Eq. 13 and 17 over a batch; Eq. 13 is a weighted mean over
+        the bags here, so Eq. 17, a sum over all the batch's pairs, is divided
+        by all its bags, also those whose pairs negative sampling dropped from
+        Eq. 13) and, in reversal mode, the discriminator loss through gradient
+        reversal."""
+        parts: Dict[str, torch.Tensor] = {}
         if self.cfg["orthogonality"]:
-            parts["penalty"] = self.cfg["orthogonality"] * self.penalty(ind, cons, pair_lang) / n_bags
+            parts["penalty"] = self.cfg["orthogonality"] * self.penalty(ind, cons, pair_lang) / max(n_bags, 1)
         if self.cfg["adversarial"] == "reversal":
             parts["discriminator"] = self.discriminator_loss(
                 grad_reverse(cons, self.cfg["adversarial_weight"]), pair_lang
@@ -212,9 +226,12 @@ class AMNRENet(nn.Module):
 
 
 def _step(optimizer: torch.optim.Optimizer, params, grads: Sequence[Optional[torch.Tensor]]) -> None:
+    """One step of `optimizer` on `grads`, leaving the parameters' own .grad
+    (the extraction gradient thinc's optimizer reads, maybe accumulated) as it was."""
     params = list(params)
+    kept = [p.grad for p in params]
     for p, g in zip(params, grads):
         p.grad = None if g is None else g.detach()
     optimizer.step()
-    for p in params:
-        p.grad = None
+    for p, g in zip(params, kept):
+        p.grad = g

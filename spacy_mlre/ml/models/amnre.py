@@ -13,6 +13,12 @@ which keeps bags whole. The pipe's predict scores each pair as a bag of one
 corpus. The network lives in `ml/amnre/net.py`; this module turns docs
 and candidates into its tensors and runs it through a PyTorch shim, so thinc's
 optimizer trains it and the pipeline saves and loads it.
+
+Training follows the pipe's contract (ml/inputs.py): the forward pass never
+changes a weight; Eq. 13 on bags is the `get_loss` hook (`amnre_loss`), whose
+gradient per pair backprop takes; the alternating adversarial steps are the
+`auxiliary_update` hook (`adversarial_update`), which the pipe runs only when
+it updates with an optimizer.
 """
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -25,10 +31,9 @@ from thinc.types import Floats2d
 
 from ...bag_keys import KEY_SOURCES, pair_bag_keys
 from ...language import get_lang
-from ..inputs import Candidates
+from ..inputs import Candidates, PairInputs
+from ..losses import target_distribution
 from ..amnre.determinism import deterministic_torch
-
-RelInputs = Tuple[List[Doc], Candidates]
 
 
 @registry.architectures("spacy_mlre.AMNRE.v1")
@@ -59,7 +64,7 @@ def build_amnre(
     orthogonality_normalize: bool = True,
     bag_keys: List[str] = list(KEY_SOURCES),
     nO: Optional[int] = None,
-) -> Model[RelInputs, Floats2d]:
+) -> Model[PairInputs, Floats2d]:
     """Score every candidate pair for every label plus no-relation (log p(r|T)).
 
     embed: token vectors (k_w wide; the paper's word embeddings).
@@ -106,7 +111,10 @@ def build_amnre(
         refs={"embed": embed},
         shims=[AMNREShim(None)],
         dims={"nO": nO},
-        attrs={"loss": "targets", "amnre_cfg": cfg, "bag_keys": list(bag_keys), "adversarial_pairs": adversarial_pairs},
+        attrs={
+            "amnre_cfg": cfg, "bag_keys": list(bag_keys), "adversarial_pairs": adversarial_pairs,
+            "get_loss": amnre_loss, "auxiliary_update": adversarial_update,
+        },
     )
 
 
@@ -136,7 +144,7 @@ def get_net(model: Model):
     return net
 
 
-def _init(model: Model, X: Optional[RelInputs] = None, Y: Optional[Floats2d] = None) -> None:
+def _init(model: Model, X: Optional[PairInputs] = None, Y: Optional[Floats2d] = None) -> None:
     from ..amnre.net import AMNRENet
 
     embed = model.get_ref("embed")
@@ -195,7 +203,25 @@ def candidate_bag_keys(docs: Sequence[Doc], cands: Candidates, sources: Sequence
     return keys
 
 
-def _forward(model: Model, inputs: RelInputs, is_train: bool) -> Tuple[Floats2d, Callable]:
+def pair_bags(model: Model, docs: Sequence[Doc], cands: Candidates) -> Tuple[numpy.ndarray, int]:
+    """The training bags: every candidate pair's bag index (pairs sharing a bag
+    key, bags in first-seen order) and the number of bags. The forward pass
+    and the loss hook both group the pairs with it."""
+    keys = candidate_bag_keys(docs, cands, model.attrs["bag_keys"])
+    uniq = {k: i for i, k in enumerate(dict.fromkeys(keys))}
+    return numpy.array([uniq[k] for k in keys], dtype="int64"), len(uniq)
+
+
+def _record_losses(model: Model, losses: Dict[str, float]) -> Dict[str, float]:
+    """Keep the latest training step's losses on model.attrs["last_losses"]."""
+    model.attrs["last_losses"] = {**model.attrs.get("last_losses", {}), **losses}
+    return model.attrs["last_losses"]
+
+
+def _forward(model: Model, inputs: PairInputs, is_train: bool) -> Tuple[Floats2d, Callable]:
+    """log p(r|T) of every candidate pair: while training, of its bag (the
+    rows of one bag are copies); at prediction, of the pair as a bag of one.
+    Changes no weight."""
     import torch
 
     docs, cands = inputs
@@ -203,44 +229,103 @@ def _forward(model: Model, inputs: RelInputs, is_train: bool) -> Tuple[Floats2d,
     words, lengths_t, sent_lang, pair_sent, heads, tails, bp_embed, lengths = _tensors(model, docs, cands, is_train)
     on_cpu = words.device.type == "cpu"  # CUDA's deterministic mode needs an environment variable set
     if is_train:
-        keys = candidate_bag_keys(docs, cands, model.attrs["bag_keys"])
-        uniq = {k: i for i, k in enumerate(dict.fromkeys(keys))}
-        pair_bag = torch.tensor([uniq[k] for k in keys], dtype=torch.long)
-        n_bags = len(uniq)
-        if net.cfg["adversarial"] == "alternating" and cands.n_pairs:
-            with deterministic_torch(on_cpu):
-                net.adversarial_steps(words.detach(), lengths_t, sent_lang, pair_sent, heads, tails,
-                                      model.attrs["adversarial_pairs"])
+        bags, n_bags = pair_bags(model, docs, cands)
+        pair_bag = torch.as_tensor(bags, device=words.device)
     else:
-        pair_bag = torch.arange(cands.n_pairs, dtype=torch.long)
+        pair_bag = torch.arange(cands.n_pairs, dtype=torch.long, device=words.device)
         n_bags = cands.n_pairs
     net.train(is_train)
     with torch.set_grad_enabled(is_train), deterministic_torch(is_train and on_cpu):
         bag_lp, ind, cons = net(words, lengths_t, sent_lang, pair_sent, heads, tails, pair_bag, n_bags)
         pair_lp = bag_lp[pair_bag]
+        own = net.regularizers(ind, cons, sent_lang[pair_sent], n_bags) if is_train and cands.n_pairs else {}
+    if own:
+        _record_losses(model, {k: v.item() for k, v in own.items()})
     logits = model.ops.asarray2f(torch2xp(pair_lp.detach()))
 
-    def backprop(dY: Floats2d) -> RelInputs:
-        """dY: the pipe's targets (label distribution incl. no-relation) plus a
-        last column of normalised pair weights (attrs["loss"] == "targets")."""
-        packed = torch.as_tensor(model.ops.to_numpy(dY), dtype=torch.float32)
-        dist, weight = packed[:, :-1], packed[:, -1]
-        bag_w = torch.zeros(n_bags).index_add(0, pair_bag, weight)
-        bag_dist = torch.zeros(n_bags, dist.shape[1]).index_add(0, pair_bag, weight[:, None] * dist)
-        bag_dist = bag_dist / bag_w.clamp(min=1e-12)[:, None]
-        kept = torch.zeros(n_bags).index_add(0, pair_bag, (weight > 0).float())
-        bag_w = torch.where(kept > 0, bag_w / kept.clamp(min=1), torch.zeros_like(bag_w))
-        bag_w = bag_w / bag_w.sum().clamp(min=1e-12)
-        parts = net.training_loss(bag_lp, bag_dist, bag_w, ind, cons, sent_lang[pair_sent])
-        loss = sum(parts.values())
-        model.attrs["last_losses"] = {k: v.item() for k, v in parts.items()}
-        with deterministic_torch(on_cpu):
-            loss.backward()
+    def backprop(dY: Floats2d) -> PairInputs:
+        """dY: the gradient of the loss w.r.t. the output (n_pairs, n_outputs).
+        The model adds its own regularizers, which need no targets: the
+        orthogonality penalty and, in reversal mode, the reversed
+        discriminator loss (net.regularizers)."""
+        outputs = [(pair_lp, xp2torch(model.ops.asarray2f(dY)).to(pair_lp.device))]
+        if own:
+            regularizer = sum(own.values())
+            outputs.append((regularizer, torch.ones_like(regularizer)))
+        outputs = [(t, g) for t, g in outputs if t.requires_grad]
+        if outputs:
+            with deterministic_torch(on_cpu):
+                torch.autograd.backward([t for t, _ in outputs], [g for _, g in outputs])
         d_padded = torch2xp(words.grad) if words.grad is not None else model.ops.alloc3f(*words.shape)
         bp_embed([model.ops.asarray2f(d_padded[i, :n]) for i, n in enumerate(lengths)])
         return inputs
 
     return logits, backprop
+
+
+def amnre_loss(model: Model, X: PairInputs, Y: Floats2d, targets: numpy.ndarray, weights: numpy.ndarray,
+               multi_label: bool) -> Tuple[float, Floats2d]:
+    """The `get_loss` hook: Eq. 13, -log p(r_l|T_l) of every bag of the batch
+    (the pairs grouped by bag key, as the training forward pass grouped them),
+    the gold relation being the attention query, as a weighted mean over the
+    bags (`bag_targets`). Y's rows of one bag are copies of its log p(r|T), so
+    each row gets an equal share of its bag's gradient.
+
+    The loss returned is Eq. 13 plus the orthogonality penalty of the latest
+    training forward pass (the extraction step's objective; the penalty's
+    gradient is added by backprop itself). The parts are on
+    model.attrs["last_losses"] ("nre", "penalty", and the adversarial losses)."""
+    if multi_label:
+        raise ValueError(
+            "AMNRE.v1 scores a bag with one softmax over the labels and no-relation (Eq. 11-12): "
+            "set the relation_extractor's multi_label = false."
+        )
+    docs, cands = X
+    bags, n_bags = pair_bags(model, docs, cands)
+    bag_w, bag_dist = bag_targets(target_distribution(targets), weights, bags, n_bags)
+    log_probs = model.ops.to_numpy(Y).astype("float64")
+    bag_lp = numpy.zeros((n_bags, log_probs.shape[1]))
+    bag_lp[bags] = log_probs
+    d_bag = -bag_w[:, None] * bag_dist
+    nre = float((d_bag * bag_lp).sum())
+    share = 1.0 / numpy.maximum(numpy.bincount(bags, minlength=n_bags), 1)
+    d_pairs = d_bag[bags] * share[bags, None]
+    losses = _record_losses(model, {"nre": nre})
+    return nre + losses.get("penalty", 0.0), model.ops.asarray2f(d_pairs.astype("float32"))
+
+
+def bag_targets(dist: numpy.ndarray, weights: numpy.ndarray, bags: numpy.ndarray,
+                n_bags: int) -> Tuple[numpy.ndarray, numpy.ndarray]:
+    """Each bag's weight and gold distribution from its pairs': the
+    distribution is the pairs' own averaged by their weights; the weight is
+    the mean weight of its kept pairs (0 when the pipe dropped them all),
+    normalised to sum to 1 over the batch's bags."""
+    total = numpy.bincount(bags, weights=weights, minlength=n_bags)
+    bag_dist = numpy.zeros((n_bags, dist.shape[1]))
+    numpy.add.at(bag_dist, bags, weights[:, None] * dist)
+    bag_dist /= numpy.maximum(total, 1e-12)[:, None]
+    kept = numpy.bincount(bags, weights=(weights > 0).astype("float64"), minlength=n_bags)
+    bag_w = numpy.where(kept > 0, total / numpy.maximum(kept, 1.0), 0.0)
+    return bag_w / max(float(bag_w.sum()), 1e-12), bag_dist
+
+
+def adversarial_update(model: Model, X: PairInputs) -> Dict[str, float]:
+    """The `auxiliary_update` hook: in "alternating" mode, the paper's
+    discriminator and encoder steps that precede each extraction step (Sec.
+    3.5, ratio 1:1:5), each with its own Adam at adversarial_learn_rate, on at
+    most adversarial_pairs of the batch's pairs. The pipe calls it only when
+    it updates with an optimizer. Returns the discriminator's and the
+    encoders' (fooling) losses."""
+    net = get_net(model)
+    docs, cands = X
+    if net.cfg["adversarial"] != "alternating" or cands.n_pairs == 0:
+        return {}
+    words, lengths_t, sent_lang, pair_sent, heads, tails, _, _ = _tensors(model, docs, cands, False)
+    with deterministic_torch(words.device.type == "cpu"):
+        losses = net.adversarial_steps(words, lengths_t, sent_lang, pair_sent, heads, tails,
+                                       model.attrs["adversarial_pairs"])
+    _record_losses(model, losses)
+    return losses
 
 
 def bag_log_probs(model: Model, docs: Sequence[Doc], cands: Candidates, keys: Sequence[str]) -> Tuple[List[str], numpy.ndarray]:
