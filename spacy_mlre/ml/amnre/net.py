@@ -163,7 +163,8 @@ class AMNRENet(nn.Module):
 
     def adversarial_optimizers(self) -> Tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
         """The Adams of the alternating game, the discriminator's and the
-        consistent encoders', made on first use."""
+        consistent encoders', made on first use. They are part of the model's
+        training state: the shim saves them with the weights."""
         if self._optimizers is None:
             lr = self.cfg["adversarial_learn_rate"]
             self._optimizers = (
@@ -171,6 +172,22 @@ class AMNRENet(nn.Module):
                 torch.optim.Adam(self.consistent.parameters(), lr=lr),
             )
         return self._optimizers
+
+    def adversarial_state(self) -> Optional[Dict[str, Any]]:
+        """The two Adams' state dicts, or None before the first adversarial step."""
+        if self._optimizers is None:
+            return None
+        d_opt, e_opt = self._optimizers
+        return {"discriminator": d_opt.state_dict(), "encoders": e_opt.state_dict()}
+
+    def load_adversarial_state(self, state: Optional[Dict[str, Any]]) -> None:
+        """Restore `adversarial_state()`; None starts the Adams fresh (a model
+        saved before their state was saved, or never trained adversarially)."""
+        self._optimizers = None
+        if state is not None:
+            d_opt, e_opt = self.adversarial_optimizers()
+            d_opt.load_state_dict(state["discriminator"])
+            e_opt.load_state_dict(state["encoders"])
 
     def adversarial_steps(self, words, lengths, sent_lang, pair_sent, heads, tails, n_pairs: int = 0,
                           generator: Optional[torch.Generator] = None) -> Dict[str, float]:

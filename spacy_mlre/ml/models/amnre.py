@@ -18,8 +18,9 @@ Training follows the pipe's contract (ml/inputs.py): the forward pass never
 changes a weight; Eq. 13 on bags is the `get_loss` hook (`amnre_loss`), whose
 gradient per pair backprop takes; the alternating adversarial steps are the
 `auxiliary_update` hook (`adversarial_update`), which the pipe runs only when
-it updates with an optimizer.
+it updates with an optimizer, and whose two Adams the shim saves.
 """
+from io import BytesIO
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy
@@ -121,10 +122,16 @@ def build_amnre(
 class AMNREShim(PyTorchShim):
     """A PyTorch shim that rebuilds the network from its stored config when
     loading, because the network's shape (languages, labels) is only known
-    after initialization."""
+    after initialization. It also saves the state of the adversarial steps'
+    two Adams, so training resumed from a saved pipeline continues the game
+    where it stopped."""
 
     def to_bytes(self) -> bytes:
-        return srsly.msgpack_dumps({"config": self.cfg, "state": self._serialize_model(self._model)})
+        msg = {"config": self.cfg, "state": self._serialize_model(self._model)}
+        state = self._model.adversarial_state()
+        if state is not None:
+            msg["adversarial_optimizers"] = _torch_dumps(state)
+        return srsly.msgpack_dumps(msg)
 
     def from_bytes(self, bytes_data: bytes) -> "AMNREShim":
         import torch
@@ -134,7 +141,24 @@ class AMNREShim(PyTorchShim):
         msg = srsly.msgpack_loads(bytes_data)
         self.cfg = msg["config"]
         self._model = self._deserialize_model(AMNRENet(self.cfg), msg["state"], torch.device("cpu"))
+        # pipelines saved before the Adams' state was saved start them fresh
+        state = msg.get("adversarial_optimizers")
+        self._model.load_adversarial_state(_torch_loads(state) if state is not None else None)
         return self
+
+
+def _torch_dumps(obj: Any) -> bytes:
+    import torch
+
+    buffer = BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+def _torch_loads(data: bytes) -> Any:
+    import torch
+
+    return torch.load(BytesIO(data), map_location="cpu")
 
 
 def get_net(model: Model):
