@@ -148,6 +148,8 @@ class RelationExtractor(TrainablePipe):
         self.vocab = vocab
         self.model = model
         self._protocol = get_protocol(self)
+        # inputs of the batches whose auxiliary_update waits for finish_update
+        self._pending_auxiliary: List[Any] = []
         self.name = name
         self.scorer = scorer
         self.cfg: Dict[str, Any] = {
@@ -260,9 +262,11 @@ class RelationExtractor(TrainablePipe):
         """Learn from a batch of examples; pairs come from `_training_entities`.
 
         A model with extra training steps of its own (AMNRE's adversarial
-        updates, `model.attrs["auxiliary_update"]`) takes them here, before
-        the main update, and only when an optimizer is given: without one,
-        no weight changes."""
+        updates, `model.attrs["auxiliary_update"]`) takes them in
+        `finish_update`, where an optimizer steps the weights, on the inputs
+        of the batches learned from since the last step: spaCy's training
+        calls `update` without an optimizer and then `finish_update`, and
+        without an optimizer no weight may change."""
         if losses is None:
             losses = {}
         losses.setdefault(self.name, 0.0)
@@ -274,9 +278,8 @@ class RelationExtractor(TrainablePipe):
         if self._protocol.n_rows(X) == 0:
             return losses
         set_dropout_rate(self.model, drop)
-        auxiliary = self.model.attrs.get("auxiliary_update")
-        if auxiliary is not None and sgd is not None:
-            auxiliary(self.model, X)
+        if self.model.attrs.get("auxiliary_update") is not None:
+            self._pending_auxiliary.append(X)
         Y, backprop = self.model.begin_update(X)
         loss, dY = self.get_loss(examples, (X, Y))
         backprop(dY)
@@ -284,6 +287,16 @@ class RelationExtractor(TrainablePipe):
             self.finish_update(sgd)
         losses[self.name] += loss
         return losses
+
+    def finish_update(self, sgd: Optimizer) -> None:
+        """Step the weights with `sgd`, after the model's own extra steps
+        (`auxiliary_update`) on the batches learned from since the last step."""
+        auxiliary = self.model.attrs.get("auxiliary_update")
+        pending, self._pending_auxiliary = self._pending_auxiliary, []
+        if auxiliary is not None:
+            for X in pending:
+                auxiliary(self.model, X)
+        super().finish_update(sgd)
 
     def get_targets(self, examples: Sequence[Example], X) -> numpy.ndarray:
         """(n_rows, n_labels) 0/1: the gold labels of each loss row of the

@@ -578,8 +578,6 @@ def test_adversarial_steps_keep_the_accumulated_gradient():
     _assert_same(_grads(pipe.model), grads, rtol=0, atol=0)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 17: Language.update calls the pipe's update with sgd=None and "
-                   "steps with finish_update, so the pipe never calls auxiliary_update there")
 def test_nlp_update_takes_the_adversarial_steps():
     nlp, pipe, examples = _trained_pipe(1)
     before = _weights(pipe.model)
