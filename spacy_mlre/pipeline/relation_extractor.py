@@ -1,8 +1,12 @@
 """The `relation_extractor` pipe: entity pairs in, `doc._.relations` out."""
+import warnings
+from collections import Counter
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
 
 import numpy
+import srsly
 from spacy.language import Language
 from spacy.pipeline import TrainablePipe
 from spacy.tokens import Doc, Span
@@ -12,7 +16,7 @@ from thinc.api import Config, Model, Optimizer, set_dropout_rate
 
 from ..about import __version__
 from ..language import get_lang
-from ..relations import _describe_doc, get_relation_rows, relation_keys
+from ..relations import _describe_doc, get_relation_rows, relation_keys, set_relation_rows
 from ..scorer import score_relations
 from ..ml.inputs import Candidates
 from ..ml.losses import label_loss, row_weights
@@ -343,7 +347,9 @@ class RelationExtractor(TrainablePipe):
         # with per-language parts (AMNRE, mERE) read their languages from it
         sample: List[Example] = []
         sample_langs: Set[str] = set()
+        read = _TrainingDataCount()
         for eg in get_examples():
+            read.add(eg, self.cfg["spans_key"])
             if labels is None:
                 for key in relation_keys(eg.reference):
                     self.add_label(key[4])
@@ -353,11 +359,37 @@ class RelationExtractor(TrainablePipe):
             if len(sample) < 10 or lang not in sample_langs:
                 sample.append(eg)
                 sample_langs.add(lang)
+        self._check_training_data(read, labels_given=labels is not None)
         self._require_labels()
         self.cfg["allowed_types"] = sorted([h, t] for h, t in type_pairs)
         X = self._protocol.initialize_inputs(sample, get_examples)
         Y = self.model.ops.alloc2f(self._protocol.n_rows(X), self._n_outputs)
         self.model.initialize(X=X, Y=Y)
+        # the labels in output order, saved with the weights: a cfg whose labels
+        # were edited or reordered later no longer matches them (see _check_labels_fit)
+        self.model.attrs["labels"] = list(self.labels)
+
+    def _check_training_data(self, read: "_TrainingDataCount", *, labels_given: bool) -> None:
+        """Training data without examples, or without any gold relation to take
+        labels from, is an error that says what was read, rather than spaCy's
+        E143 ("labels not initialized"). Labels given to initialize (spacy
+        train's [initialize] labels) and no relation to learn them from: a warning.
+        Labels added beforehand and no data is how a pipe is set up without
+        training (nlp.initialize() with spaCy's dummy example): nothing to say."""
+        where = (
+            f"The '{self.name}' component's initialize() read {read}. With spacy train, the data is "
+            "[paths.train] (the reader in [corpora.train]): point it at a converted training split "
+            "(python -m spacy_mlre convert writes them)"
+        )
+        if read.examples == 0:
+            raise ValueError(f"No training examples: {where}.")
+        if read.relations == 0 and not self.labels:
+            raise ValueError(
+                f"No gold relations in the training data, so there are no labels to learn: {where}, or give "
+                f"the labels with [initialize.components.{self.name}.labels] to train on negatives only."
+            )
+        if read.relations == 0 and labels_given:
+            warnings.warn(f"No gold relations in the training data: {where}. Every pair is trained as a negative.")
 
     def _validate_gold(self, eg: Example) -> None:
         """Gold relations must name known labels and entities of the reference doc."""
@@ -383,31 +415,65 @@ class RelationExtractor(TrainablePipe):
 
     def tune_thresholds(self, examples: Iterable[Example], grid: Optional[Sequence[float]] = None) -> Dict[str, float]:
         """Pick each label's threshold that maximises its F1 on `examples` (a dev
-        set), counting gold relations outside the candidates as misses. The
-        thresholds are stored in the component (and saved with it)."""
+        set), counting gold relations outside the candidates as misses, and
+        return the chosen ones; they are stored in the component (and saved
+        with it). Only labels with gold relations in `examples` are tuned: on a
+        label without any, every threshold scores F1 0 and the lowest would win,
+        so such a label keeps the threshold it had."""
         if not self.cfg["multi_label"]:
             raise ValueError("Per-label thresholds apply to multi_label decoding only.")
         if not self._protocol.tunable:
             raise ValueError("Per-label thresholds are tuned on candidate pairs; a joint model (MERE) decodes its own spans: use the global threshold.")
         examples = list(examples)
+        self._warn_unknown_labels(examples, "the tuning (dev) data", "they are left out of tuning")
+        examples = [_without_labels(eg, set(self.labels)) for eg in examples]
+        n_gold = self._gold_counts(examples)
+        if not n_gold.any():
+            raise ValueError(
+                f"No gold relations of the '{self.name}' component's labels {list(self.labels)} in the "
+                f"{len(examples)} docs of the tuning (dev) data: each label's threshold is chosen by its F1 "
+                "on gold relations, so there is nothing to tune on. Pass the dev split with its gold "
+                "relations (as python -m spacy_mlre convert writes it)."
+            )
         grid = numpy.asarray(grid if grid is not None else numpy.arange(0.05, 1.0, 0.05), dtype="float32")
         docs = [eg.predicted for eg in examples]
         cands, probs = self.predict(docs)
         targets = self.get_targets(examples, (docs, cands)).astype(bool)
-        n_gold = numpy.zeros(len(self.labels))
-        label_index = {label: i for i, label in enumerate(self.labels)}
-        for eg in examples:
-            for key in gold_keys(eg):
-                n_gold[label_index[key[4]]] += 1
         chosen = {}
         for j, label in enumerate(self.labels):
+            if n_gold[j] == 0:
+                continue
             predicted = probs[:, j][None, :] >= grid[:, None]
             tp = (predicted & targets[:, j][None, :]).sum(axis=1)
             fp = predicted.sum(axis=1) - tp
             f1 = 2 * tp / numpy.maximum(2 * tp + fp + (n_gold[j] - tp), 1)
             chosen[label] = float(round(float(grid[int(f1.argmax())]), 4))
-        self.cfg["thresholds"] = chosen
+        self.cfg["thresholds"] = {**(self.cfg.get("thresholds") or {}), **chosen}
         return chosen
+
+    def _gold_counts(self, examples: Sequence[Example]) -> numpy.ndarray:
+        """Gold relations per label (in the predicted docs' tokens, as scored)."""
+        label_index = {label: i for i, label in enumerate(self.labels)}
+        n_gold = numpy.zeros(len(self.labels))
+        for eg in examples:
+            for key in gold_keys(eg):
+                n_gold[label_index[key[4]]] += 1
+        return n_gold
+
+    def _warn_unknown_labels(self, examples: Sequence[Example], data: str, effect: str) -> None:
+        """Gold labels the component does not know were not in its training
+        data (initialize() reads only that), so it never predicts them: say so
+        where dev data shows up (scoring, tuning) instead of letting them pass
+        as silent misses."""
+        known = set(self.labels)
+        unknown = Counter(key[4] for eg in examples for key in relation_keys(eg.reference) if key[4] not in known)
+        if unknown:
+            listed = ", ".join(f"{label!r} ({n})" for label, n in sorted(unknown.items()))
+            warnings.warn(
+                f"Gold relations in {data} have labels the '{self.name}' component was not trained on: "
+                f"{listed}. It knows {list(self.labels)} and never predicts the others, so {effect}. "
+                "If they should be learned, put examples of them in the training data and retrain."
+            )
 
     # Serialization --------------------------------------------------------
 
@@ -421,11 +487,38 @@ class RelationExtractor(TrainablePipe):
 
     def from_bytes(self, bytes_data: bytes, *, exclude=tuple()) -> "RelationExtractor":
         with self._load_errors("bytes"):
-            return super().from_bytes(bytes_data, exclude=exclude)
+            super().from_bytes(bytes_data, exclude=exclude)
+        self._check_labels_fit("bytes")
+        return self
 
     def from_disk(self, path, *, exclude=tuple()) -> "RelationExtractor":
+        if "cfg" not in exclude:
+            _check_cfg_file(self.name, Path(path) / "cfg")
         with self._load_errors(str(path)):
-            return super().from_disk(path, exclude=exclude)
+            super().from_disk(path, exclude=exclude)
+        self._check_labels_fit(str(path))
+        return self
+
+    def _check_labels_fit(self, where: str) -> None:
+        """The cfg's labels name the model's outputs, in order. A cfg whose
+        labels were edited, reordered or emptied would load and predict nothing
+        or the wrong labels, so it is compared with the weights: the labels
+        stored with them at initialize (`model.attrs["labels"]`, which also
+        catches a reordering) or, in pipelines saved before that, their width."""
+        labels = list(self.labels)
+        trained = self.model.attrs.get("labels")
+        if trained is not None and list(trained) != labels:
+            problem = f"its cfg lists the labels {labels}, its model was trained on {list(trained)} (in this order)"
+        elif self.model.has_dim("nO") is True and self.model.get_dim("nO") != self._n_outputs:
+            outputs = f"{len(labels)} labels" + ("" if self.cfg["multi_label"] else " plus no-relation")
+            problem = f"its cfg lists {outputs} ({labels}), its model has {self.model.get_dim('nO')} outputs"
+        else:
+            return
+        raise ValueError(
+            f"The '{self.name}' component ({where}) does not fit its model weights: {problem}. Its cfg "
+            "(labels, multi_label) was changed after the pipeline was saved: restore the cfg file that was "
+            "saved with the weights, or retrain the pipeline (spacy train)."
+        )
 
     @contextmanager
     def _load_errors(self, where: str) -> Iterator[None]:
@@ -445,8 +538,95 @@ class RelationExtractor(TrainablePipe):
             ) from err
 
     def score(self, examples: Iterable[Example], **kwargs) -> Dict[str, Any]:
+        """The relation scores; gold labels the component was not trained on (a
+        label seen only in dev data, which initialize() never reads) are warned
+        about here, where spacy train and evaluate hand it the dev data."""
+        examples = list(examples)
         validate_examples(examples, "RelationExtractor.score")
+        self._warn_unknown_labels(
+            examples, "the evaluation data",
+            "these scores, of its own labels, leave them out (python -m spacy_mlre evaluate counts them as missed)",
+        )
         return super().score(examples, **kwargs)
+
+
+def get_relation_extractor(nlp: Language, name: Optional[str] = None, *, where: str = "The pipeline") -> RelationExtractor:
+    """The pipeline's relation extractor: the component `name`, or by default
+    the first RelationExtractor. Commands that tune, evaluate or time one call
+    this right after loading, so that a pipeline without one (or with one that
+    was never trained) stops before any data is read, with its components
+    named, instead of spaCy's KeyError or an error from inside the model."""
+    found = [n for n, pipe in nlp.pipeline if isinstance(pipe, RelationExtractor)]
+    if name is None and found:
+        name = found[0]
+    if name in found:
+        pipe = nlp.get_pipe(name)
+        if not pipe.labels:
+            raise ValueError(
+                f"{where} has a '{name}' component without labels: it was never trained. Train the "
+                "pipeline first (spacy train with one of the configs in configs/)."
+            )
+        return pipe
+    if name is None:
+        has = "no relation_extractor component"
+    elif name in nlp.pipe_names:
+        has = f"a component '{name}', but it is a {type(nlp.get_pipe(name)).__name__}, not a relation_extractor"
+    else:
+        has = f"no component '{name}'"
+    todo = (f"Name the relation extractor, '{found[0]}' (--component {found[0]})." if found else
+            "Use a pipeline trained with a relation_extractor (spacy train with one of the configs in configs/).")
+    raise ValueError(f"{where} has {has}; its components are {nlp.pipe_names}. {todo}")
+
+
+class _TrainingDataCount:
+    """What initialize() read, to say so when it is not enough to train on."""
+
+    def __init__(self) -> None:
+        self.examples = 0
+        self.entities = 0
+        self.relations = 0
+        self.langs: Set[str] = set()
+
+    def add(self, eg: Example, spans_key: Optional[str]) -> None:
+        self.examples += 1
+        self.entities += len(get_entities(eg.reference, spans_key))
+        self.relations += len(get_relation_rows(eg.reference))
+        self.langs.add(get_lang(eg.reference))
+
+    def __str__(self) -> str:
+        langs = f" in {', '.join(sorted(self.langs))}" if self.langs else ""
+        return f"{self.examples} examples{langs} with {self.entities} entities and {self.relations} gold relations"
+
+
+def _check_cfg_file(name: str, path: Path) -> None:
+    """The cfg holds the labels that name the model's outputs: a pipeline
+    folder without one, or with one that is not a JSON object, cannot be used
+    (spaCy would load the factory defaults, or fail inside srsly)."""
+    if not path.exists():
+        problem = "is missing"
+    else:
+        try:
+            cfg = srsly.read_json(path)
+        except ValueError as err:
+            problem = f"is not valid JSON ({err})"
+        else:
+            problem = "" if isinstance(cfg, dict) else f"holds a {type(cfg).__name__}, not a JSON object"
+    if problem:
+        raise ValueError(
+            f"The '{name}' component's cfg file {path} {problem}. It holds the component's labels, in the "
+            "order of the model's outputs, and its settings: restore it from the saved pipeline, or retrain "
+            "the pipeline (spacy train)."
+        )
+
+
+def _without_labels(eg: Example, keep: Set[str]) -> Example:
+    """`eg`, or a copy whose reference has only the gold relations of `keep`."""
+    rows = get_relation_rows(eg.reference)
+    if all(row[6] in keep for row in rows):
+        return eg
+    reference = eg.reference.copy()
+    set_relation_rows(reference, [row for row in rows if row[6] in keep])
+    return Example(eg.predicted, reference)
 
 
 def _gold_type_pairs(eg: Example) -> Set[Tuple[str, str]]:
