@@ -6,6 +6,7 @@ This reader gives the predicted side the gold entities (doc.ents and span
 groups), sentence starts and language, but never the gold relations; set
 `gold_ents = false` to evaluate with the entities of an upstream NER instead.
 """
+from collections import Counter
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, List, Optional, Union
 
@@ -68,16 +69,46 @@ class RelationCorpus:
 
     def __call__(self, nlp: Language) -> Iterator[Example]:
         count = 0
-        for path in self._files():
+        skipped = _Skipped()
+        files = self._files()
+        for path in files:
             for reference in DocBin().from_disk(path).get_docs(nlp.vocab):
                 if self.max_length and len(reference) > self.max_length:
+                    skipped.long += 1
                     continue
                 if self.langs is not None and reference.user_data.get(LANG_KEY) not in self.langs:
+                    skipped.langs[reference.user_data.get(LANG_KEY) or "unset"] += 1
                     continue
                 yield Example(make_input_doc(reference, gold_ents=self.gold_ents), reference)
                 count += 1
                 if self.limit and count >= self.limit:
                     return
+        if count == 0:
+            raise ValueError(self._empty_message(files, skipped))
+
+    def _empty_message(self, files: List[Path], skipped: "_Skipped") -> str:
+        """An empty corpus would train or score nothing without a word (spaCy's
+        E143 "labels not initialized", scores of 0.00): say what was read."""
+        where = ", ".join(map(str, files))
+        if not skipped.long and not skipped.langs:
+            return (f"The relation corpus {where} holds no docs. Point the reader ([paths.train] / [paths.dev], "
+                    "or the command's DATA) at a converted split (python -m spacy_mlre convert writes them).")
+        reasons = []
+        if skipped.long:
+            reasons.append(f"{skipped.long} longer than max_length = {self.max_length} tokens")
+        if skipped.langs:
+            found = ", ".join(f"{lang} ({n})" for lang, n in sorted(skipped.langs.items()))
+            reasons.append(f"{sum(skipped.langs.values())} not in langs = {sorted(self.langs or [])} (their languages: {found})")
+        return (f"No doc of the relation corpus {where} passed the reader's filters: {'; '.join(reasons)}. "
+                "Change the filters (langs, --langs, max_length) to match the data.")
+
+
+class _Skipped:
+    """Docs the reader's filters left out, by reason."""
+
+    def __init__(self) -> None:
+        self.long = 0
+        self.langs: Counter = Counter()
 
 
 def make_input_doc(reference: Doc, *, gold_ents: bool = True) -> Doc:
