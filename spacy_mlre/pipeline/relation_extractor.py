@@ -377,7 +377,7 @@ class RelationExtractor(TrainablePipe):
         Labels added beforehand and no data is how a pipe is set up without
         training (nlp.initialize() with spaCy's dummy example): nothing to say."""
         where = (
-            f"The '{self.name}' component's initialize() read {read}. With spacy train, the data is "
+            f"the '{self.name}' component's initialize() read {read}. With spacy train, the data is "
             "[paths.train] (the reader in [corpora.train]): point it at a converted training split "
             "(python -m spacy_mlre convert writes them)"
         )
@@ -595,7 +595,12 @@ class _TrainingDataCount:
 
     def __str__(self) -> str:
         langs = f" in {', '.join(sorted(self.langs))}" if self.langs else ""
-        return f"{self.examples} examples{langs} with {self.entities} entities and {self.relations} gold relations"
+        return (f"{_count(self.examples, 'example')}{langs} with {_count(self.entities, 'entity', 'entities')} "
+                f"and {_count(self.relations, 'gold relation')}")
+
+
+def _count(n: int, one: str, many: str = "") -> str:
+    return f"{n} {one if n == 1 else many or one + 's'}"
 
 
 def _check_cfg_file(name: str, path: Path) -> None:
