@@ -7,13 +7,16 @@ pipeline raw text so an upstream NER supplies them.
 """
 import json
 import time
+from collections import Counter
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import typer
 from spacy.training import Example
 from tqdm import tqdm
+from wasabi import msg
 
+from ..relations import relation_keys
 from . import app
 
 
@@ -29,19 +32,24 @@ def evaluate_pipeline(
     labels: Optional[List[str]] = None,
 ) -> Dict[str, Any]:
     """Evaluate a pipeline on a DocBin (file, folder, or several separated by
-    commas) and return all scores."""
+    commas) and return all scores. Wrong input (an unknown metric, a pipeline
+    without a relation extractor, data without docs or gold relations) is a
+    ValueError before anything is predicted."""
     import spacy
     from spacy.scorer import Scorer
     from thinc.api import require_gpu
 
     from ..corpus.reader import RelationCorpus
-    from ..metrics import get_metric
+    from ..pipeline.relation_extractor import get_relation_extractor
     from ..scorer import score_relations
 
+    chosen = resolve_metrics(metrics)
     if gpu_id >= 0:
         require_gpu(gpu_id)
     nlp = spacy.load(model)
+    pipe = get_relation_extractor(nlp, where=f"The pipeline {model}")
     examples: List[Example] = list(RelationCorpus(data, gold_ents=gold_ents, langs=langs)(nlp))
+    check_gold(examples, data, labels, pipe.labels)
     start = time.perf_counter()
     docs = nlp.pipe((eg.predicted for eg in examples), batch_size=batch_size)
     for eg, doc in zip(examples, tqdm(docs, total=len(examples), desc="evaluate", unit=" docs", leave=False, disable=None)):
@@ -50,11 +58,10 @@ def evaluate_pipeline(
     scores: Dict[str, Any] = Scorer(nlp=nlp).score(examples)
     scores.update(score_relations(examples, labels=labels))
     scores["words_per_second"] = sum(len(eg.predicted) for eg in examples) / max(seconds, 1e-9)
-    for name in metrics or []:
-        metric = get_metric(name)
+    for metric in chosen.values():
         # a metric that re-runs the model (bags) says so with `needs_nlp`
         scores.update(metric(examples, nlp=nlp) if getattr(metric, "needs_nlp", False) else metric(examples))
-    if "joint" in (metrics or []):
+    if "joint" in chosen:
         from ..metrics.joint import router_probabilities
 
         router = router_probabilities(nlp)
@@ -64,6 +71,43 @@ def evaluate_pipeline(
     scores["model"] = str(model)
     scores["gold_ents"] = gold_ents
     return scores
+
+
+def resolve_metrics(names: Optional[List[str]]) -> Dict[str, Any]:
+    """The metric functions of `names`, looked up before anything loads, so a
+    typo stops at once with the valid names instead of after the prediction run."""
+    from ..metrics import get_metric
+
+    try:
+        return {name: get_metric(name) for name in names or []}
+    except ValueError as err:
+        raise ValueError(
+            f"{err} The relation scores (rel_micro_p/r/f, rel_macro_f, per label and per language) are "
+            "always computed; --metrics adds the papers' metrics."
+        ) from None
+
+
+def check_gold(examples: List[Example], data: Union[str, Path], labels: Optional[List[str]], known: Sequence[str]) -> None:
+    """Data without gold relations (or none of the labels asked for) would
+    score 0.00 whatever the pipeline predicts: stop and say what is missing."""
+    gold = Counter(key[4] for eg in examples for key in relation_keys(eg.reference))
+    if not gold:
+        raise ValueError(
+            f"No gold relations in the {len(examples)} docs of {data}: every score would be 0.00. "
+            "Evaluate on a split with its gold relations (as python -m spacy_mlre convert writes it), "
+            "not on raw docs or on the pipeline's own predictions."
+        )
+    unknown = [label for label in labels or [] if label not in gold and label not in known]
+    if unknown:
+        raise ValueError(
+            f"--labels {unknown}: neither the pipeline ({list(known)}) nor the gold relations of {data} "
+            f"({sorted(gold)}) have these labels. Check their spelling."
+        )
+    if labels and not set(labels) & set(gold):
+        raise ValueError(
+            f"No gold relations of --labels {labels} in the {len(examples)} docs of {data}: every score "
+            f"would be 0.00. Its gold relations have the labels {sorted(gold)}."
+        )
 
 
 def scores_markdown(scores: Dict[str, Any], title: str = "Relation extraction") -> str:
@@ -139,10 +183,17 @@ def evaluate_cli(
     for path in split(str(data)) or [data]:
         if not Path(path).exists():
             raise typer.BadParameter(f"{path} does not exist.", param_hint="DATA")
-    scores = evaluate_pipeline(
-        model, data, metrics=split(metrics), gold_ents=not predicted_ents, batch_size=batch_size,
-        gpu_id=gpu_id, langs=split(langs), labels=split(labels),
-    )
+    try:
+        resolve_metrics(split(metrics))
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint="'--metrics'")
+    try:
+        scores = evaluate_pipeline(
+            model, data, metrics=split(metrics), gold_ents=not predicted_ents, batch_size=batch_size,
+            gpu_id=gpu_id, langs=split(langs), labels=split(labels),
+        )
+    except (ValueError, OSError) as err:
+        msg.fail(str(err), exits=1)
     md = scores_markdown(scores, title=f"{model} on {data}")
     typer.echo(md)
     if output_dir is not None:

@@ -2,13 +2,36 @@
 
 Relations are rare among candidate pairs, so a global 0.5 threshold usually
 trades recall away; each label's threshold is set to maximise its F1 on the
-given (dev) docs, and the pipeline is saved with them.
+given (dev) docs, and the pipeline is saved with them. A label without gold
+relations in the dev docs keeps its threshold: there is nothing to choose by.
 """
 from pathlib import Path
+from typing import Any, Dict, Tuple, Union
 
 import typer
+from wasabi import msg
 
 from . import app
+
+
+def tune_pipeline(model: str, data: Union[str, Path], component: str = "relation_extractor") -> Tuple[Any, Dict[str, float]]:
+    """The loaded pipeline with the thresholds of `component` tuned on `data`,
+    and the thresholds chosen (only labels with gold relations in `data`).
+    Wrong input (no such component, no docs, no gold relations) is a ValueError."""
+    import spacy
+
+    from ..corpus.reader import RelationCorpus
+    from ..pipeline.relation_extractor import get_relation_extractor
+
+    nlp = spacy.load(model)
+    pipe = get_relation_extractor(nlp, component, where=f"The pipeline {model}")
+    examples = list(RelationCorpus(data)(nlp))
+    # run the upstream components, so the pipe sees what it sees at inference
+    upstream = [name for name in nlp.pipe_names if name != component]
+    with nlp.select_pipes(enable=upstream):
+        for eg, doc in zip(examples, nlp.pipe(eg.predicted for eg in examples)):
+            eg.predicted = doc
+    return nlp, pipe.tune_thresholds(examples)
 
 
 @app.command("tune")
@@ -19,20 +42,18 @@ def tune_cli(
     component: str = typer.Option("relation_extractor", "--component", "-c"),
 ) -> None:
     """Tune per-label thresholds of a relation_extractor on dev data."""
-    import spacy
-
-    from ..corpus.reader import RelationCorpus
-
-    nlp = spacy.load(model)
+    try:
+        nlp, chosen = tune_pipeline(model, data, component)
+    except (ValueError, OSError) as err:
+        msg.fail(str(err), exits=1)
     pipe = nlp.get_pipe(component)
-    examples = list(RelationCorpus(data)(nlp))
-    # run the upstream components, so the pipe sees what it sees at inference
-    upstream = [name for name in nlp.pipe_names if name != component]
-    with nlp.select_pipes(enable=upstream):
-        for eg, doc in zip(examples, nlp.pipe(eg.predicted for eg in examples)):
-            eg.predicted = doc
-    chosen = pipe.tune_thresholds(examples)
     nlp.to_disk(output)
-    for label, threshold in chosen.items():
-        typer.echo(f"{label}\t{threshold:.2f}")
+    for label in pipe.labels:
+        threshold = pipe.cfg["thresholds"].get(label, pipe.cfg["threshold"])
+        kept = "" if label in chosen else "\t(kept: no gold relation in the dev data)"
+        typer.echo(f"{label}\t{threshold:.2f}{kept}")
+    kept = [label for label in pipe.labels if label not in chosen]
+    if kept:
+        msg.warn(f"{len(kept)} of {len(pipe.labels)} labels have no gold relation in {data} and keep their "
+                 f"threshold: {', '.join(kept)}. Tune them on dev data that has them.")
     typer.echo(f"Saved to {output}")

@@ -5,10 +5,12 @@ import json
 import os
 import resource
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
 
 import typer
+from wasabi import msg
 
 from .. import app
 
@@ -26,12 +28,30 @@ DATA_HELP = "A DocBin with entities set: a .spacy file or a folder of them"
 # Loading -------------------------------------------------------------------
 
 
-def load_pipeline(model: Pipeline):
-    """`model` itself when it is a loaded Language, else `spacy.load(model)`."""
+def load_pipeline(model: Pipeline, component: Optional[str] = None):
+    """`model` itself when it is a loaded Language, else `spacy.load(model)`;
+    with `component`, checked to have that relation extractor, so that a
+    pipeline without one stops here, not with a KeyError mid-benchmark."""
     import spacy
     from spacy.language import Language
 
-    return model if isinstance(model, Language) else spacy.load(model)
+    from ...pipeline.relation_extractor import get_relation_extractor
+
+    nlp = model if isinstance(model, Language) else spacy.load(model)
+    if component is not None:
+        get_relation_extractor(nlp, component, where=f"The pipeline {model_name(model, nlp)}")
+    return nlp
+
+
+@contextmanager
+def input_errors() -> Iterator[None]:
+    """Wrong input to a sub-command (a pipeline without the relation pipe, an
+    empty DocBin, weights that do not fit) ends it with the message and exit
+    code 1, as spaCy's commands do, not with a traceback."""
+    try:
+        yield
+    except (ValueError, OSError) as err:
+        msg.fail(str(err), exits=1)
 
 
 def model_name(model: Pipeline, nlp) -> str:

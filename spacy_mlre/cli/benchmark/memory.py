@@ -14,7 +14,7 @@ import typer
 
 from .._machine import machine_info
 from ._common import (
-    COMPONENT, Pipeline, architecture, benchmark_app, current_rss_mb, docbin_param, echo_result,
+    COMPONENT, Pipeline, architecture, benchmark_app, current_rss_mb, docbin_param, echo_result, input_errors,
     load_pipeline, model_name, peak_rss_mb, write_json,
 )
 from .synthetic import synthetic_docs, text_source
@@ -132,7 +132,7 @@ def benchmark_memory(
 ) -> Dict[str, Any]:
     """The streaming check (flat resident memory over `stream_docs` docs) and
     the long-doc check (`long_doc_tokens` tokens, `long_doc_entities` entities)."""
-    nlp = load_pipeline(model)
+    nlp = load_pipeline(model, component)
     words, labels, lang = text_source(nlp, data, limit)
     stream = stream_check(nlp, stream_docs, sample_every=sample_every, batch_size=batch_size, component=component,
                           words=words, labels=labels, lang=lang)
@@ -178,10 +178,11 @@ def memory_cli(
 ) -> None:
     """Resident memory while streaming docs through nlp.pipe, and the peak for one long doc."""
     tokens, entities = parse_long_doc(long_doc)
-    result = benchmark_memory(
-        model, data=data, stream_docs=stream_docs, long_doc_tokens=tokens, long_doc_entities=entities,
-        batch_size=batch_size, component=component, limit=limit,
-    )
+    with input_errors():
+        result = benchmark_memory(
+            model, data=data, stream_docs=stream_docs, long_doc_tokens=tokens, long_doc_entities=entities,
+            batch_size=batch_size, component=component, limit=limit,
+        )
     samples = result["stream"]["samples"]
     typer.echo("stream rss_mb: " + " ".join(f"{s['docs']}:{s['rss_mb']:.0f}" for s in samples))
     echo_result(result)

@@ -12,7 +12,7 @@ import typer
 from ...plots import pyplot
 from .._machine import machine_info
 from ._common import (
-    COMPONENT, Pipeline, architecture, benchmark_app, current_rss_mb, docbin_param, load_pipeline,
+    COMPONENT, Pipeline, architecture, benchmark_app, current_rss_mb, docbin_param, input_errors, load_pipeline,
     measure_pipe, model_name, peak_rss_mb, short_name, write_json,
 )
 from .synthetic import synthetic_docs, text_source
@@ -91,7 +91,7 @@ def benchmark_scaling(
         entities grow; the batch used is reported per point."""
     pipelines: List[Dict[str, Any]] = []
     for model in models:
-        nlp = load_pipeline(model)
+        nlp = load_pipeline(model, component)
         pipe = nlp.get_pipe(component)
         words, labels, lang = text_source(nlp, data, limit)
         make = lambda n, count: synthetic_docs(  # noqa: E731
@@ -262,12 +262,13 @@ def scaling_cli(
     earlier, pipelines = _split_sources(sources)
     results = earlier[:]
     if pipelines:
-        results.append(
-            benchmark_scaling(
-                pipelines, counts, data=data, docs_per_point=docs_per_point, words_per_doc=words_per_doc,
-                batch_size=batch_size, repeat=repeat, max_batch_pairs=max_batch_pairs, component=component, limit=limit,
+        with input_errors():
+            results.append(
+                benchmark_scaling(
+                    pipelines, counts, data=data, docs_per_point=docs_per_point, words_per_doc=words_per_doc,
+                    batch_size=batch_size, repeat=repeat, max_batch_pairs=max_batch_pairs, component=component, limit=limit,
+                )
             )
-        )
     result = merge_scaling(results) if len(results) > 1 else results[0]
     table = scaling_table(result)
     typer.echo(table)

@@ -9,7 +9,7 @@ import typer
 
 from .._machine import machine_info
 from ._common import (
-    COMPONENT, DATA_HELP, Pipeline, architecture, benchmark_app, docbin_param, echo_result, load_docs,
+    COMPONENT, DATA_HELP, Pipeline, architecture, benchmark_app, docbin_param, echo_result, input_errors, load_docs,
     load_pipeline, measure_pipe, model_name, peak_rss_mb, write_json,
 )
 from .profiling import profile_pipe, save_profile
@@ -30,7 +30,7 @@ def benchmark_inference(
     """Throughput of `nlp.pipe` over DATA (best of `repeat` runs, `n_process`
     processes); the encoder/head split comes from one extra one-process pass.
     With `profile_path`, also a cProfile of the first batch (see `profile_pipe`)."""
-    nlp = load_pipeline(model)
+    nlp = load_pipeline(model, component)
     docs = load_docs(nlp, data, limit)
     measured = measure_pipe(nlp, docs, batch_size=batch_size, n_process=n_process, repeat=repeat, component=component)
     peak = peak_rss_mb()  # before profiling
@@ -66,9 +66,10 @@ def speed_cli(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the figures as JSON"),
 ) -> None:
     """Docs, words, pairs and relations per second of nlp.pipe over DATA, with the encoder/head split."""
-    result = benchmark_inference(
-        model, data, batch_size=batch_size, n_process=n_process, repeat=repeat, component=component, limit=limit,
-        profile_path=profile, top=top,
-    )
+    with input_errors():
+        result = benchmark_inference(
+            model, data, batch_size=batch_size, n_process=n_process, repeat=repeat, component=component, limit=limit,
+            profile_path=profile, top=top,
+        )
     echo_result(result)
     write_json(result, output)
