@@ -13,7 +13,7 @@ from spacy.util import filter_spans
 from spacy.vocab import Vocab
 
 from ..relations import Relation
-from .record import InvalidRecord, Record
+from .record import InvalidRecord, Record, is_int
 
 ENTITY_GROUP = "entities"
 """The span group holding every entity, overlapping ones included."""
@@ -43,7 +43,7 @@ def _dedupe_entities(rec: Record) -> Tuple[List[Tuple[int, int, str]], List[int]
 def _check_entities(rec: Record, entities: Sequence[Tuple[int, int, str]]) -> None:
     n = len(rec.words)
     for start, end, label in entities:
-        if not (isinstance(start, int) and isinstance(end, int)) or not 0 <= start < end <= n:
+        if not (is_int(start) and is_int(end)) or not 0 <= start < end <= n:
             raise InvalidRecord(
                 "entity offsets outside the text",
                 f"entity {label!r} at tokens {start}:{end} (end exclusive), text has {n} tokens",
@@ -62,7 +62,7 @@ def _select_relations(
     n = len(remap)
     for head, tail, label, bag in rec.relations:
         for role, idx in (("head", head), ("tail", tail)):
-            if not isinstance(idx, int) or not 0 <= idx < n:
+            if not is_int(idx) or not 0 <= idx < n:
                 raise InvalidRecord(
                     "relation names a missing entity",
                     f"{role} entity index {idx!r} of relation {label!r}; the record has {n} entities",

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .converter import Converter, RawRecords, iter_lines
-from .record import InvalidRecord, Record, load_json_line, require
+from .record import InvalidRecord, Record, brief, is_int, load_json_line, require
 from .sources import Source
 
 DOMAINS = ("ai", "literature", "music", "news", "politics", "science")
@@ -45,7 +45,7 @@ def _int_pair(value: Any, what: str) -> Tuple[int, int]:
         not isinstance(value, (list, tuple)) or len(value) < 2
         or not all(isinstance(v, int) and not isinstance(v, bool) for v in value[:2])
     ):
-        raise InvalidRecord("bad offsets", f"{what}: {value!r}")
+        raise InvalidRecord("bad offsets", f"{what}: {brief(value)}")
     return value[0], value[1]
 
 
@@ -86,11 +86,11 @@ def _entities(record: Dict[str, Any], n_words: int) -> List[Tuple[int, int, str]
     for item in require(record, "ner", list):
         start, end = _int_pair(item, "ner entry")
         if len(item) < 3 or not isinstance(item[2], str):
-            raise InvalidRecord("entity without a label", f"ner entry {item!r}")
+            raise InvalidRecord("entity without a label", f"ner entry {brief(item)}")
         if not 0 <= start <= end < n_words:
             raise InvalidRecord(
                 "entity offsets outside the text",
-                f"ner entry {item!r} (end inclusive) in a sentence of {n_words} tokens",
+                f"ner entry {brief(item)} (end inclusive) in a sentence of {n_words} tokens",
             )
         out.append((start, end + 1, item[2]))
     return out
@@ -104,8 +104,10 @@ def _source_indices(record: Dict[str, Any], n_entities: int) -> Sequence[int]:
     if not isinstance(mapping, list) or len(mapping) != n_entities:
         raise InvalidRecord(
             "ner_mapping_to_source does not match ner",
-            f"{len(mapping) if isinstance(mapping, list) else mapping!r} mappings for {n_entities} entities",
+            f"{len(mapping) if isinstance(mapping, list) else brief(mapping)} mappings for {n_entities} entities",
         )
+    if not all(is_int(i) for i in mapping):
+        raise InvalidRecord("wrong field type", f"'ner_mapping_to_source' must be a list of integers, got {brief(mapping)}")
     return mapping
 
 
@@ -119,7 +121,7 @@ def _relations(
     out = []
     for item in require(record, "relations", list):
         if not isinstance(item, list) or len(item) < 5 or not isinstance(item[4], str):
-            raise InvalidRecord("bad relation", f"{item!r}")
+            raise InvalidRecord("bad relation", brief(item))
         head = _int_pair(item[0:2], "relation head")
         tail = _int_pair(item[2:4], "relation tail")
         ends = []

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, List, Optional, Tuple
 
 from .converter import Converter, RawRecords, iter_lines
-from .record import InvalidRecord, Record, load_json_line, require
+from .record import InvalidRecord, Record, brief, check_lang, is_int, load_json_line, require
 from .sources import Source
 from .text import char_spans_to_tokens, tokenize_with_cuts, trim_span
 
@@ -32,11 +32,11 @@ def _entity(item: Any, i: int) -> Tuple[int, int, str, Optional[str]]:
     elif isinstance(item, list) and len(item) == 3:
         (start, end, label), kb_id = item, None
     else:
-        raise InvalidRecord("bad entity", f"entity {i}: expected {{start, end, label}}, got {item!r}")
-    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (start, end)):
-        raise InvalidRecord("bad entity", f"entity {i}: start and end must be integers, got {item!r}")
+        raise InvalidRecord("bad entity", f"entity {i}: expected {{start, end, label}}, got {brief(item)}")
+    if not (is_int(start) and is_int(end)):
+        raise InvalidRecord("bad entity", f"entity {i}: start and end must be integers, got {brief(item)}")
     if not isinstance(label, str) or not label:
-        raise InvalidRecord("entity without a label", f"entity {i}: {item!r}")
+        raise InvalidRecord("entity without a label", f"entity {i}: {brief(item)}")
     if kb_id is not None and not isinstance(kb_id, str):
         raise InvalidRecord("bad entity", f"entity {i}: kb_id must be a string")
     return start, end, label, kb_id
@@ -48,7 +48,13 @@ def _relation(item: Any, i: int) -> Tuple[Any, Any, Any, Optional[str]]:
     elif isinstance(item, list) and len(item) == 3:
         (head, tail, label), bag = item, None
     else:
-        raise InvalidRecord("bad relation", f"relation {i}: expected {{head, tail, label}}, got {item!r}")
+        raise InvalidRecord("bad relation", f"relation {i}: expected {{head, tail, label}}, got {brief(item)}")
+    for role, index in (("head", head), ("tail", tail)):
+        # a JSON true is an int to Python: it would name entity 1
+        if not is_int(index):
+            raise InvalidRecord(
+                "bad relation", f"relation {i}: {role} must be an entity index (an integer), got {brief(index)}"
+            )
     if bag is not None and not isinstance(bag, str):
         raise InvalidRecord("bad relation", f"relation {i}: bag_key must be a string")
     return head, tail, label, bag
@@ -66,9 +72,12 @@ class JsonlConverter(Converter):
         text = require(record, "text", str)
         items = [_entity(item, i) for i, item in enumerate(require(record, "entities", list))]
         relations = [_relation(item, i) for i, item in enumerate(require(record, "relations", list))]
-        lang = record.get("lang") or source.lang
-        if not isinstance(lang, str) or not lang:
-            raise InvalidRecord("missing language", "no 'lang' field and no --lang option")
+        lang = record.get("lang")
+        if lang is None:
+            lang = source.lang
+            if not lang:
+                raise InvalidRecord("missing language", "no 'lang' field and no --lang option")
+        check_lang(lang, "field 'lang'")
         repaired = 0
         spans: List[Tuple[int, int]] = []
         for i, (start, end, label, _kb) in enumerate(items):
@@ -85,6 +94,8 @@ class JsonlConverter(Converter):
         words, spaces, starts, ends = tokenize_with_cuts(text, [c for span in spans for c in span])
         tokens = char_spans_to_tokens(spans, starts, ends)
         doc_id = record.get("id")
+        if doc_id is not None and not (isinstance(doc_id, str) or is_int(doc_id)):
+            raise InvalidRecord("wrong field type", f"field 'id' should be a string or integer, got {brief(doc_id)}")
         rec = Record(
             words, spaces, [(s, e, item[2]) for (s, e), item in zip(tokens, items)], relations,
             doc_id=None if doc_id is None else str(doc_id), lang=lang,

@@ -8,6 +8,7 @@ Example, so it never shadows `spacy.training.Example`, which the corpus reader
 and the evaluation yield.
 """
 import json
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
@@ -60,6 +61,16 @@ def load_json_line(line: str) -> Any:
         return json.loads(line)
     except json.JSONDecodeError as err:
         raise InvalidRecord("bad JSON", err.msg + f" (column {err.colno})") from None
+    except (RecursionError, ValueError) as err:
+        raise InvalidRecord("bad JSON", load_error_detail(err)) from None
+
+
+def load_error_detail(err: Exception) -> str:
+    """What json's other errors mean: values nested deeper than Python's
+    recursion limit, or an integer longer than int() accepts."""
+    if isinstance(err, RecursionError):
+        return "values nested too deeply"
+    return str(err)
 
 
 def require(record: Dict[str, Any], key: str, kind: type) -> Any:
@@ -72,3 +83,25 @@ def require(record: Dict[str, Any], key: str, kind: type) -> Any:
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise InvalidRecord("wrong field type", f"field {key!r} should be {kind.__name__}, got {type(value).__name__}")
     return value
+
+
+def is_int(value: Any) -> bool:
+    """An integer, and not a bool (JSON true / false are ints to Python)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+_LANG_TAG = re.compile(r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8})*")
+
+
+def check_lang(value: Any, where: str) -> str:
+    """A language tag such as 'de' or 'pt-BR'; anything else would be stored as
+    a language of its own and scored as one."""
+    if not isinstance(value, str) or not _LANG_TAG.fullmatch(value):
+        raise InvalidRecord("bad language code", f"{where}: expected a code such as 'de' or 'pt-BR', got {brief(value)}")
+    return value
+
+
+def brief(value: Any, limit: int = 80) -> str:
+    """repr of a value, cut for error messages (a record can be long)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -15,7 +15,7 @@ A header row (first field `id`) is skipped. Rules (docs/data-formats.md):
 from pathlib import Path
 
 from .converter import Converter, RawRecords, iter_lines
-from .record import UNTYPED_LABEL, InvalidRecord, Record
+from .record import UNTYPED_LABEL, InvalidRecord, Record, check_lang
 from .sources import Source
 from .text import char_spans_to_tokens, parse_markup, tokenize_with_cuts
 
@@ -47,6 +47,8 @@ class SMiLERConverter(Converter):
         record_id, ent1, ent2, label, marked, lang = (f.strip() for f in fields)
         if not label:
             raise InvalidRecord("relation without a label", f"record {record_id!r}")
+        if lang:
+            check_lang(lang, "column 'lang'")
         text, e1, e2 = parse_markup(marked)
         words, spaces, starts, ends = tokenize_with_cuts(text, [*e1, *e2])
         (s1, t1), (s2, t2) = char_spans_to_tokens([e1, e2], starts, ends)

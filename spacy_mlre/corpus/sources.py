@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Protocol, Sequence
 
+from .record import InvalidRecord, check_lang
+
 
 class DataFiles(Protocol):
     """What finding sources needs of a converter (converter.Converter has it;
@@ -104,6 +106,11 @@ def find_sources(
     translation/<language>/, CasRel's data/<dataset>/) gives one group per
     sub-folder, named by its language code when the name is a language."""
     options = options or {}
+    if lang is not None:
+        try:
+            check_lang(lang, "--lang")
+        except InvalidRecord as err:
+            raise ValueError(err.detail) from None
     if input_path.is_file():
         return [_source(conv, input_path, "", lang, split)]
     if not input_path.is_dir():
