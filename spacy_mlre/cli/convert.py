@@ -9,7 +9,7 @@ from wasabi import msg
 
 from . import app
 from ..corpus import FORMATS, get_converter
-from ..corpus.converter import ConversionError, convert
+from ..corpus.converter import ConversionError, OutputNotWritable, check_output, convert
 from ..corpus.sources import find_sources, language_from_name
 from ..corpus.stats import SplitStats, write_summary
 from ..corpus.text import shared_vocab
@@ -64,7 +64,8 @@ def convert_cli(
     options = {"domains": [d.strip() for d in domains.split(",") if d.strip()]} if domains else {}
     try:
         sources = find_sources(conv, input_path, lang, split, options)
-    except (FileNotFoundError, ValueError) as err:
+        check_output(output_dir, sources, extra_files=["summary.json"])
+    except (FileNotFoundError, ValueError, OutputNotWritable) as err:
         msg.fail(str(err), exits=1)
     started = time.perf_counter()
 
@@ -75,8 +76,10 @@ def convert_cli(
     try:
         results = convert(conv, sources, output_dir, shared_vocab(), skip_invalid, on_group_done=report)
     except ConversionError as err:
-        hint = "" if skip_invalid else " (use --skip-invalid to skip and count such records)"
+        hint = "" if skip_invalid or not err.skippable else " (use --skip-invalid to skip and count such records)"
         msg.fail(f"{err}{hint}", exits=1)
+    except OutputNotWritable as err:
+        msg.fail(str(err), exits=1)
     if len(results) > 1 and all(language_from_name(group) for group in results):
         for split_name, total in totals(results).items():
             print_stats(total, f"total/{split_name} ({len(results)} groups)")

@@ -30,8 +30,8 @@ import unicodedata
 from pathlib import Path
 from typing import Any, Dict, List, Sequence, Tuple
 
-from .converter import ConversionError, Converter, RawRecords
-from .record import UNTYPED_LABEL, InvalidRecord, Record, load_json_line, require
+from .converter import ConversionError, Converter, RawRecords, check_text_file, iter_lines, undecoded
+from .record import UNTYPED_LABEL, InvalidRecord, Record, brief, load_error_detail, load_json_line, require
 from .sources import Source
 
 REPAIR_FOLDED = "entity string found only ignoring case and accents"
@@ -97,16 +97,29 @@ def locate_entities(tokens: List[str], strings: List[str], rec: Record) -> Dict[
     return found
 
 
+def _json_lines(path: Path) -> RawRecords:
+    """The values of a JSON-lines file; a line that is not JSON comes as its InvalidRecord."""
+    for number, line in iter_lines(path):
+        if isinstance(line, InvalidRecord):
+            yield number, line
+            continue
+        try:
+            yield number, load_json_line(line)
+        except InvalidRecord as err:
+            yield number, err
+
+
 def iter_json_records(path: Path) -> RawRecords:
     """The objects of a JSON array (or of JSON lines) with the line each starts on.
     A syntax error inside an array stops the run even with --skip-invalid: the
-    next record cannot be found reliably."""
-    text = path.read_text(encoding="utf8")
+    next record cannot be found reliably. A record with bytes that are not
+    UTF-8 comes as its InvalidRecord (the array around it is still read)."""
+    check_text_file(path)
+    with path.open(encoding="utf-8-sig", errors="surrogateescape") as f:
+        text = f.read()
     stripped = text.lstrip()
     if not stripped.startswith("["):
-        for number, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                yield number, line
+        yield from _json_lines(path)
         return
     decoder = json.JSONDecoder()
     pos = text.index("[") + 1
@@ -123,8 +136,12 @@ def iter_json_records(path: Path) -> RawRecords:
         try:
             obj, end = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as err:
-            raise ConversionError(path, err.lineno, f"bad JSON: {err.msg} (column {err.colno})") from None
-        yield line, obj
+            problem = undecoded(text[err.pos:err.pos + 1])
+            reason = f"{problem}" if problem else f"bad JSON: {err.msg} (column {err.colno})"
+            raise ConversionError(path, err.lineno, reason) from None
+        except (RecursionError, ValueError) as err:  # nesting too deep, an integer too long
+            raise ConversionError(path, line, f"bad JSON: {load_error_detail(err)}") from None
+        yield line, undecoded(text[pos:end]) or obj
         line += text.count("\n", pos, end)
         pos = end
 
@@ -139,12 +156,12 @@ class CasRelConverter(Converter):
         return iter_json_records(path)
 
     def parse(self, raw: Any, source: Source) -> Record:
-        record = load_json_line(raw) if isinstance(raw, str) else raw
+        record = raw
         tokens = require(record, "text", str).split()
         triples = require(record, "triple_list", list)
         for triple in triples:
             if not (isinstance(triple, list) and len(triple) == 3 and all(isinstance(x, str) for x in triple)):
-                raise InvalidRecord("bad triple", f"expected [head, relation, tail] strings, got {triple!r}")
+                raise InvalidRecord("bad triple", f"expected [head, relation, tail] strings, got {brief(triple)}")
         rec = Record(tokens, [True] * (len(tokens) - 1) + [False] if tokens else [],
                      lang=source.lang, relations_read=len(triples))
         strings = [s for h, _r, t in triples for s in (h, t)]

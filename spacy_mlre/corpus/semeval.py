@@ -20,7 +20,7 @@ import re
 from pathlib import Path
 from typing import Iterator, List, NamedTuple, Optional, Tuple
 
-from .converter import Converter, RawRecords
+from .converter import Converter, RawRecords, read_text_lines
 from .record import UNTYPED_LABEL, InvalidRecord, Record
 from .sources import Source, language_from_filename, split_from_name
 from .text import char_spans_to_tokens, parse_markup, tokenize_with_cuts
@@ -35,31 +35,36 @@ _DIRECTIONS = {"e1,e2": (0, 1), "e2,e1": (1, 0)}
 
 class Block(NamedTuple):
     """A record as read: its id, quoted sentence and the other lines (label,
-    comment); `stray` holds a line found outside any record."""
+    comment); `stray` holds a line found outside any record; `error` why one
+    of its lines is not UTF-8 text (the block is then invalid as a whole)."""
 
     record_id: Optional[str]
     sentence: str
     lines: List[str]
     stray: Optional[str] = None
+    error: Optional[InvalidRecord] = None
 
 
 def read_blocks(path: Path) -> Iterator[Tuple[int, Block]]:
-    """Stream the blocks of a file with the line number of each id line."""
+    """Stream the blocks of a file with the line number of each id line. A line
+    that is not UTF-8 still shows where blocks start and end (its bytes are
+    kept as surrogates), and makes its block invalid."""
     current: Optional[Tuple[int, Block]] = None
-    with path.open(encoding="utf8", newline=None) as f:
-        for number, line in enumerate(f, 1):
-            line = line.rstrip("\r\n")
-            if not line.strip():
-                continue
-            m = _RECORD_START.match(line)
-            if m:
-                if current is not None:
-                    yield current
-                current = (number, Block(m.group(1), m.group(2), []))
-            elif current is None:
-                yield number, Block(None, "", [], stray=line)
-            else:
-                current[1].lines.append(line.strip())
+    for number, line, error in read_text_lines(path):
+        if not line.strip():
+            continue
+        m = _RECORD_START.match(line)
+        if m:
+            if current is not None:
+                yield current
+            current = (number, Block(m.group(1), m.group(2), [], error=error))
+        elif current is None:
+            yield number, Block(None, "", [], stray=line, error=error)
+        else:
+            current[1].lines.append(line.strip())
+            if error is not None and current[1].error is None:
+                error = InvalidRecord(error.kind, f"line {number}: {error.detail}")
+                current = (current[0], current[1]._replace(error=error))
     if current is not None:
         yield current
 
@@ -113,6 +118,8 @@ class MarkedBlockConverter(Converter):
         return read_blocks(path)
 
     def parse(self, raw: Block, source: Source) -> Record:
+        if raw.error is not None:
+            raise raw.error
         if raw.stray is not None:
             raise InvalidRecord("line outside a record", f"expected 'id<TAB>\"sentence\"', got {raw.stray!r}")
         label, direction = parse_label(_label_line(raw))
