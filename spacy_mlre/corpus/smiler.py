@@ -34,7 +34,7 @@ class SMiLERConverter(Converter):
 
     def read(self, path: Path) -> RawRecords:
         for number, line in iter_lines(path):
-            if number == 1 and line.split("\t", 1)[0].strip().lower() == "id":
+            if number == 1 and isinstance(line, str) and line.split("\t", 1)[0].strip().lower() == "id":
                 continue
             yield number, line
 
