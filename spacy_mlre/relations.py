@@ -111,6 +111,19 @@ def _check_span(doc: Doc, span: Any, role: str, label: str) -> Span:
     return span
 
 
+def _is_text(value: str) -> bool:
+    """Whether a string can be stored: a lone surrogate ('\\ud800', from a JSON
+    escape or a decode with errors='surrogateescape') cannot be encoded as
+    UTF-8, so DocBin and Doc.to_bytes would fail later, far from the cause."""
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _check_score(doc: Doc, score: Any, label: str) -> float:
     """A finite number as a Python float: thresholds, sorting and the scorer
     compare scores, and a string or NaN would compare wrongly, not fail."""
@@ -142,7 +155,7 @@ def _as_relation(doc: Doc, rel: Any) -> Relation:
 def _to_row(doc: Doc, rel: RelationLike) -> List[Any]:
     rel = _as_relation(doc, rel)
     label = rel.label
-    if not isinstance(label, str) or not label:
+    if not isinstance(label, str) or not label or not _is_text(label):
         raise ValueError(f"Relation label in {_describe_doc(doc)} must be a non-empty string, got {label!r}.")
     head = _check_span(doc, rel.head, "head", label)
     tail = _check_span(doc, rel.tail, "tail", label)
@@ -152,6 +165,8 @@ def _to_row(doc: Doc, rel: RelationLike) -> List[Any]:
             f"Relation {label!r} in {_describe_doc(doc)}: bag_key must be a string or None, "
             f"got {type(rel.bag_key).__name__}."
         )
+    if rel.bag_key is not None and not _is_text(rel.bag_key):
+        raise ValueError(f"Relation {label!r} in {_describe_doc(doc)}: bag_key {rel.bag_key!r} is not valid text.")
     return [
         head.start, head.end, head.label_,
         tail.start, tail.end, tail.label_,

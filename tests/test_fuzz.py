@@ -51,7 +51,8 @@ FILE_NAMES = {
 # --- strategies: values -------------------------------------------------------------
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-5, 2**70) | st.floats(allow_nan=True) | st.text(max_size=8),
+    st.none() | st.booleans() | st.integers(-5, 2**70) | st.floats(allow_nan=True) | st.text(max_size=8)
+    | st.text(st.characters(categories=["Cs"]), min_size=1, max_size=2),  # lone surrogates: "\\ud800" in JSON
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
     max_leaves=10,
 )
@@ -60,10 +61,10 @@ words = st.one_of(
     st.text(FRIENDLY, min_size=1, max_size=6),
     st.text(FRIENDLY, min_size=1, max_size=6),
     st.text(FRIENDLY, min_size=1, max_size=6),
-    st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=6),  # any character, also <e1> or tabs
+    st.text(st.characters(exclude_categories=()), min_size=1, max_size=6),  # any character: tabs, surrogates
 )
 labels = st.sampled_from([False] * 7 + [True]).flatmap(
-    lambda odd: st.text(max_size=5) if odd else st.sampled_from(["PER", "ORG", "works_for", "Other", "no_relation", "located_in"]))
+    lambda odd: (st.text(st.characters(exclude_categories=()), max_size=5) | st.just("in\ud800")) if odd else st.sampled_from(["PER", "ORG", "works_for", "Other", "no_relation", "located_in"]))
 SEPARATORS = [" "] * 12 + ["", "  ", "\t", "\u3000", "\xa0", "\u2028", "\x0b", "\n", "\r"]
 
 
@@ -254,15 +255,20 @@ def smiler_row(draw) -> str:
     return "\t".join(f.replace("\t", " ").replace("\n", " ").replace("\r", " ") for f in fields)
 
 
-def _json_lines(records: List[Any]) -> str:
-    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+def _json_lines(records: List[Any], ascii_only: bool = False) -> str:
+    return "".join(json.dumps(r, ensure_ascii=ascii_only) + "\n" for r in records)
+
+
+def json_lines_of(records: st.SearchStrategy) -> st.SearchStrategy:
+    """JSON lines, with non-ASCII characters written raw or as \\u escapes."""
+    return st.tuples(records, st.booleans()).map(lambda x: _json_lines(*x))
 
 
 CONTENT = {
-    "jsonl": st.lists(jsonl_record(), min_size=1, max_size=4).map(_json_lines),
-    "crossre": st.lists(crossre_record(), min_size=1, max_size=4).map(_json_lines),
-    "casrel": st.lists(casrel_record(), min_size=1, max_size=4).flatmap(
-        lambda recs: st.sampled_from([json.dumps(recs, indent=1, ensure_ascii=False), _json_lines(recs)])),
+    "jsonl": json_lines_of(st.lists(jsonl_record(), min_size=1, max_size=4)),
+    "crossre": json_lines_of(st.lists(crossre_record(), min_size=1, max_size=4)),
+    "casrel": st.tuples(st.lists(casrel_record(), min_size=1, max_size=4), st.booleans()).flatmap(
+        lambda x: st.sampled_from([json.dumps(x[0], indent=1, ensure_ascii=x[1]), _json_lines(*x)])),
     "semeval2010": st.lists(semeval_block(), min_size=1, max_size=4).map("".join),
     "kbp37": st.lists(semeval_block(), min_size=1, max_size=4).map("".join),
     "smiler": st.lists(smiler_row(), min_size=1, max_size=4).map(lambda rows: "id\tentity_1\tentity_2\tlabel\ttext\tlang\n"

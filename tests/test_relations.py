@@ -190,5 +190,9 @@ def test_relations_are_read_only_and_assigning_none_is_explained(gold_docs):
         doc._.relations = Relation(doc.ents[0], doc.ents[1], "knows")
     with pytest.raises(ValueError, match="score must be a finite number"):
         doc._.relations = [(doc.ents[0], doc.ents[1], "knows", "high")]
+    with pytest.raises(ValueError, match="must be a non-empty string"):  # found by tests/test_fuzz.py:
+        doc._.relations = [(doc.ents[0], doc.ents[1], "knows\ud800")]  # DocBin could not write it
+    with pytest.raises(ValueError, match="is not valid text"):
+        doc._.relations = [(doc.ents[0], doc.ents[1], "knows", 1.0, "\udc80")]
     doc._.relations = []
     assert doc._.relations == []

@@ -31,7 +31,9 @@ from pathlib import Path
 from typing import Any, Dict, List, Sequence, Tuple
 
 from .converter import ConversionError, Converter, RawRecords, check_text_file, iter_lines, undecoded
-from .record import UNTYPED_LABEL, InvalidRecord, Record, brief, load_error_detail, load_json_line, require
+from .record import (
+    UNTYPED_LABEL, InvalidRecord, Record, brief, check_no_lone_surrogates, load_error_detail, load_json_line, require,
+)
 from .sources import Source
 
 REPAIR_FOLDED = "entity string found only ignoring case and accents"
@@ -109,6 +111,15 @@ def _json_lines(path: Path) -> RawRecords:
             yield number, err
 
 
+def _no_lone_surrogates(source: str, obj: Any) -> Any:
+    """The object, or why it is invalid (as the record to skip or stop on)."""
+    try:
+        check_no_lone_surrogates(source, obj)
+    except InvalidRecord as err:
+        return err
+    return obj
+
+
 def iter_json_records(path: Path) -> RawRecords:
     """The objects of a JSON array (or of JSON lines) with the line each starts on.
     A syntax error inside an array stops the run even with --skip-invalid: the
@@ -141,7 +152,7 @@ def iter_json_records(path: Path) -> RawRecords:
             raise ConversionError(path, err.lineno, reason) from None
         except (RecursionError, ValueError) as err:  # nesting too deep, an integer too long
             raise ConversionError(path, line, f"bad JSON: {load_error_detail(err)}") from None
-        yield line, undecoded(text[pos:end]) or obj
+        yield line, undecoded(text[pos:end]) or _no_lone_surrogates(text[pos:end], obj)
         line += text.count("\n", pos, end)
         pos = end
 

@@ -58,11 +58,39 @@ class Record:
 def load_json_line(line: str) -> Any:
     """One JSON value; bad JSON is an invalid record, not a crash."""
     try:
-        return json.loads(line)
+        value = json.loads(line)
     except json.JSONDecodeError as err:
         raise InvalidRecord("bad JSON", err.msg + f" (column {err.colno})") from None
     except (RecursionError, ValueError) as err:
         raise InvalidRecord("bad JSON", load_error_detail(err)) from None
+    check_no_lone_surrogates(line, value)
+    return value
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def check_no_lone_surrogates(source: str, value: Any) -> None:
+    """JSON may escape half of a UTF-16 surrogate pair ("\\ud800") on its own:
+    that is no character, and spaCy's string store (UTF-8) cannot hold it, so
+    the record is malformed. Only walked when the source has such an escape."""
+    if _SURROGATE_ESCAPE.search(source) is None:
+        return
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            m = _SURROGATE.search(item)
+            if m:
+                raise InvalidRecord(
+                    "bad JSON", f"\\u{ord(m.group()):04x} in {brief(item)} is half of a surrogate pair, not a character"
+                )
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
 
 
 def load_error_detail(err: Exception) -> str:

@@ -183,3 +183,25 @@ def test_failed_conversion_leaves_no_spacy_file(write, tmp_path):
     run("jsonl", tmp_path / "in", tmp_path / "out", skip_invalid=True)
     assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*") if p.is_file()) == [
         "de/train.spacy", "en/train.spacy"]
+
+
+# --- found by the fuzz campaign ---------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt,name", [("jsonl", "train.jsonl"), ("casrel", "train.json")])
+def test_lone_surrogate_escape_is_a_malformed_record(write, tmp_path, fmt, name):
+    """JSON's "\\ud800" alone is no character; spaCy's string store raised
+    UnicodeEncodeError on it."""
+    if fmt == "jsonl":
+        bad = {**ASCII, "relations": [[0, 1, "in\ud800"]]}
+        content = json.dumps(ASCII) + "\n" + json.dumps(bad) + "\n"
+    else:
+        good = {"text": "Paris is in France .", "triple_list": [["Paris", "in", "France"]]}
+        content = json.dumps([good, {**good, "text": "Paris\udc00 is ."}], indent=1)
+    path = write(name, content)
+    line = 2 if fmt == "jsonl" else content.splitlines().index(" {", 2) + 1
+    with pytest.raises(ConversionError) as err:
+        run(fmt, path, tmp_path / "out")
+    assert str(err.value).startswith(f"{path}:{line}: bad JSON: \\u")
+    assert "half of a surrogate pair" in str(err.value)
+    assert run(fmt, path, tmp_path / "out", skip_invalid=True)[""]["train"].skipped == {"bad JSON": 1}
