@@ -235,12 +235,12 @@ def test_backprop_changes_no_encoder_weight(tiny_bert, nlp, gold_docs):
     assert backprop([numpy.ones((len(d), WIDTH), dtype="f") for d in docs]) is docs
 
 
-@pytest.mark.parametrize("weights_dtype", ["float32", "float16"])
-def test_saved_pipeline_loads_without_the_original_folder(tiny_bert, nlp, gold_docs, tmp_path, weights_dtype):
+@pytest.mark.parametrize("weights_dtype,quantize", [("float32", None), ("float16", None), ("float32", "int8")])
+def test_saved_pipeline_loads_without_the_original_folder(tiny_bert, nlp, gold_docs, tmp_path, weights_dtype, quantize):
     folder = tmp_path / "encoder"
     shutil.copytree(tiny_bert, folder)
     fix_random_seed(0)
-    nlp = _pipeline(folder, nlp=nlp, weights_dtype=weights_dtype)
+    nlp = _pipeline(folder, nlp=nlp, weights_dtype=weights_dtype, quantize=quantize)
     examples = _examples(nlp, gold_docs)
     optimizer = nlp.initialize(lambda: examples)
     for _ in range(3):
@@ -259,11 +259,14 @@ def test_saved_pipeline_loads_without_the_original_folder(tiny_bert, nlp, gold_d
         numpy.testing.assert_array_equal(a, b)
     again = [[(r.head.start, r.tail.start, r.label, round(r.score, 6)) for r in d._.relations] for d in loaded.pipe([Doc(loaded.vocab).from_bytes(make_input_doc(g).to_bytes()) for g in gold_docs])]
     assert again == relations
+    assert get_shim(loaded_encoder).quantize == quantize
     # the weights are in the pipeline's model bytes, at the chosen precision
-    n_params = sum(p.numel() for p in get_shim(loaded_encoder)._model.parameters())
-    size = (tmp_path / "pipeline" / "relation_extractor" / "model").stat().st_size
-    bytes_per = 4 if weights_dtype == "float32" else 2
-    assert n_params * bytes_per < size < n_params * bytes_per * 1.5 + 200_000
+    # (int8 Linear layers are not torch parameters: their size is checked below)
+    if quantize is None:
+        n_params = sum(p.numel() for p in get_shim(loaded_encoder)._model.parameters())
+        size = (tmp_path / "pipeline" / "relation_extractor" / "model").stat().st_size
+        bytes_per = 4 if weights_dtype == "float32" else 2
+        assert n_params * bytes_per < size < n_params * bytes_per * 1.5 + 200_000
     # and in a process that never imports spacy_mlre, offline
     load = subprocess.run([sys.executable, "-c", LOAD_SCRIPT, str(tmp_path / "pipeline")], capture_output=True, text=True)
     assert load.returncode == 0, load.stderr[-3000:]
@@ -278,6 +281,33 @@ def test_half_precision_rounds_the_weights_at_initialize(tiny_bert, nlp):
     numpy.testing.assert_allclose(full, half, atol=1e-2)
     weights = torch.cat([p.flatten() for p in get_shim(half_model)._model.parameters()])
     assert torch.equal(weights, weights.half().float())
+
+
+def test_int8_replaces_the_linear_layers_and_moves_the_vectors_slightly(tiny_bert, nlp):
+    doc = nlp("Dieter arbeitet für Siemens in München .")
+    full_model = _encoder(tiny_bert)
+    full = full_model.predict([doc])[0]
+    int8_model = _encoder(tiny_bert, quantize="int8")
+    int8 = int8_model.predict([doc])[0]
+    modules = list(get_shim(int8_model)._model.modules())
+    assert not any(type(m) is torch.nn.Linear for m in modules)
+    assert any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in modules)
+    assert not numpy.array_equal(full, int8)
+    cosine = (full * int8).sum(1) / numpy.linalg.norm(full, axis=1) / numpy.linalg.norm(int8, axis=1)
+    assert cosine.min() > 0.99
+    # the int8 weights are what is saved: a quarter of the Linear layers' bytes
+    data = int8_model.to_bytes()
+    linear_floats = sum(m.weight.numel() for m in get_shim(full_model)._model.modules() if type(m) is torch.nn.Linear)
+    assert len(full_model.to_bytes()) - len(data) > 2 * linear_floats
+    loaded = build_frozen_encoder(str(tiny_bert), n_layers=2, quantize="int8").from_bytes(data)
+    numpy.testing.assert_array_equal(loaded.predict([doc])[0], int8)
+
+
+def test_settings_are_checked():
+    with pytest.raises(ValueError, match="quantize must be null or"):
+        build_frozen_encoder("x", quantize="int4")
+    with pytest.raises(ValueError, match="weights_dtype must be one of"):
+        build_frozen_encoder("x", weights_dtype="int8")
 
 
 def test_width_is_checked(tiny_bert):

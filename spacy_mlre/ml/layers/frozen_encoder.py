@@ -53,9 +53,19 @@ weights, so a loaded pipeline reproduces its training-time vectors exactly.
 The cost is the rounding itself (relative error about 5e-4 per weight for
 float16, 4e-3 for bfloat16), which moves the token vectors slightly from the
 original model's.
+
+Speed. `quantize = "int8"` replaces the encoder's Linear layers by torch's
+dynamically quantized int8 ones at initialize (weights int8 per tensor,
+activations quantized per batch): on a 2-core AVX2 CPU the matrix products are
+the whole cost of the encoder, and int8 runs them about 3x faster. The
+quantized weights are what the pipeline saves (a quarter of the Linear bytes),
+so a loaded pipeline computes exactly what training saw; the embedding tables
+stay in `weights_dtype`. Small forward passes are faster on a CPU than big
+ones (the activations stay in cache), hence `max_batch_items` of 512.
 """
 import io
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -70,6 +80,7 @@ from thinc.types import Floats2d
 from .doc_cache import DocCache, doc_key
 
 DTYPES = ("float32", "float16", "bfloat16")
+QUANTIZE = (None, "int8")
 
 
 @registry.architectures("spacy_mlre.FrozenEncoder.v1")
@@ -79,8 +90,9 @@ def build_frozen_encoder(
     window: Optional[int] = None,
     stride: Optional[int] = None,
     cache_size: int = 100_000,
-    max_batch_items: int = 4096,
+    max_batch_items: int = 512,
     weights_dtype: str = "float32",
+    quantize: Optional[str] = None,
     width: Optional[int] = None,
     tokenizer_config: Dict[str, Any] = {},
     transformer_config: Dict[str, Any] = {},
@@ -97,6 +109,8 @@ def build_frozen_encoder(
     max_batch_items: most padded pieces per forward pass.
     weights_dtype: "float32", or "float16" / "bfloat16" to round the weights
         at initialize and store them at half the size.
+    quantize: null, or "int8" for torch's dynamic int8 Linear layers (CPU
+        only; faster and smaller, the vectors move slightly).
     width: the encoder's hidden size if known, checked at initialize (null:
         taken from the encoder).
     tokenizer_config, transformer_config: keyword arguments of
@@ -107,6 +121,8 @@ def build_frozen_encoder(
         raise ValueError(f"FrozenEncoder.v1 n_layers must be at least 1, got {n_layers}.")
     if weights_dtype not in DTYPES:
         raise ValueError(f"FrozenEncoder.v1 weights_dtype must be one of {', '.join(DTYPES)}, got {weights_dtype!r}.")
+    if quantize not in QUANTIZE:
+        raise ValueError(f"FrozenEncoder.v1 quantize must be null or \"int8\", got {quantize!r}.")
     if window is not None and window < 1:
         raise ValueError(f"FrozenEncoder.v1 window must be positive or null, got {window}.")
     if stride is not None and (stride < 1 or (window is not None and stride > window)):
@@ -129,6 +145,7 @@ def build_frozen_encoder(
             "window": window,
             "stride": stride,
             "weights_dtype": weights_dtype,
+            "quantize": quantize,
             "width": width,
         },
     )
@@ -163,20 +180,24 @@ class FrozenHFShim(Shim):
                                        "transformer_config": dict(transformer_config or {})})
         self.tokenizer = None
         self.weights_dtype = "float32"
+        self.quantize: Optional[str] = None
         self.cache = DocCache(cache_size)
         self.max_batch_items = int(max_batch_items)
         self._specials: Optional[Tuple[List[int], List[int]]] = None
 
     # Loading -----------------------------------------------------------
 
-    def load(self, name: str, weights_dtype: str) -> None:
+    def load(self, name: str, weights_dtype: str, quantize: Optional[str] = None) -> None:
         from transformers import AutoModel, AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(name, **{"use_fast": True, **self.cfg["tokenizer_config"]})
         transformer = AutoModel.from_pretrained(name, **self.cfg["transformer_config"])
-        self._set(tokenizer, transformer, weights_dtype, round_weights=True)
+        self._set(tokenizer, transformer, weights_dtype, round_weights=True, quantize=quantize)
 
-    def _set(self, tokenizer, transformer, weights_dtype: str, round_weights: bool) -> None:
+    def _set(
+        self, tokenizer, transformer, weights_dtype: str, round_weights: bool, quantize: Optional[str] = None, state=None
+    ) -> None:
+        """Install the encoder: round (initialize) or load (`state`, from bytes) its weights, then quantize."""
         import torch
         from thinc.api import get_torch_default_device
 
@@ -195,9 +216,14 @@ class FrozenHFShim(Shim):
                         tensor.copy_(tensor.to(dtype).float())
         transformer.eval()
         transformer.requires_grad_(False)
+        if quantize == "int8":
+            transformer = quantize_int8(transformer)
+        if state is not None:
+            transformer.load_state_dict(state)
         self._model = transformer.to(get_torch_default_device())
         self.tokenizer = tokenizer
         self.weights_dtype = weights_dtype
+        self.quantize = quantize
         self._specials = None
         self.cache.clear()
 
@@ -241,6 +267,8 @@ class FrozenHFShim(Shim):
     def to_device(self, device_type: str, device_id: int) -> None:
         import torch
 
+        if self.quantize and device_type != "cpu":
+            raise ValueError("FrozenEncoder.v1: quantize = \"int8\" runs on CPU only; set quantize = null for a GPU.")
         if self._model is not None:
             device = torch.device("cpu") if device_type == "cpu" else torch.device(f"cuda:{device_id}")
             self._model.to(device)
@@ -255,7 +283,7 @@ class FrozenHFShim(Shim):
             self.tokenizer.save_pretrained(tmp)
             files = {path.name: path.read_bytes() for path in Path(tmp).iterdir() if path.is_file()}
         dtype = getattr(torch, self.weights_dtype)
-        state = {k: (v.to(dtype) if v.is_floating_point() else v).cpu() for k, v in self._model.state_dict().items()}
+        state = _map_state(self._model.state_dict(), lambda v: v.to(dtype).cpu())
         buffer = io.BytesIO()
         torch.save(state, buffer)
         msg = {
@@ -263,6 +291,7 @@ class FrozenHFShim(Shim):
             "tokenizer": files,
             "weights": buffer.getvalue(),
             "weights_dtype": self.weights_dtype,
+            "quantize": self.quantize,
         }
         return srsly.msgpack_dumps(msg)
 
@@ -280,10 +309,34 @@ class FrozenHFShim(Shim):
             srsly.write_json(Path(tmp) / "config.json", msg["config"])
             config = AutoConfig.from_pretrained(tmp)
         transformer = AutoModel.from_config(config)
-        state = torch.load(io.BytesIO(msg["weights"]), map_location="cpu")
-        transformer.load_state_dict({k: (v.float() if v.is_floating_point() else v) for k, v in state.items()})
-        self._set(tokenizer, transformer, msg["weights_dtype"], round_weights=False)
+        quantize = msg.get("quantize")
+        # quantized Linear layers are saved as packed parameters, which
+        # weights_only loading refuses; these bytes are the pipeline's own
+        state = torch.load(io.BytesIO(msg["weights"]), map_location="cpu", weights_only=not quantize)
+        state = _map_state(state, lambda v: v.float())
+        self._set(tokenizer, transformer, msg["weights_dtype"], round_weights=False, quantize=quantize, state=state)
         return self
+
+
+def _map_state(state, convert: Callable):
+    """The state dict with `convert` applied to its floating-point tensors,
+    keeping its `_metadata`: quantized modules read their format version there."""
+    import torch
+
+    out = type(state)((k, convert(v) if isinstance(v, torch.Tensor) and v.is_floating_point() else v) for k, v in state.items())
+    if hasattr(state, "_metadata"):
+        out._metadata = state._metadata
+    return out
+
+
+def quantize_int8(transformer):
+    """The encoder with torch's dynamic int8 Linear layers (in place)."""
+    import torch
+
+    with warnings.catch_warnings():
+        # torch >= 2.10 points to torchao for new code; the eager API still works
+        warnings.simplefilter("ignore")
+        return torch.ao.quantization.quantize_dynamic(transformer, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
 
 
 # Model ------------------------------------------------------------------
@@ -292,7 +345,7 @@ class FrozenHFShim(Shim):
 def _init(model: Model, X: Optional[List[Doc]] = None, Y=None) -> None:
     shim = get_shim(model)
     if shim._model is None:
-        shim.load(model.attrs["name"], model.attrs["weights_dtype"])
+        shim.load(model.attrs["name"], model.attrs["weights_dtype"], model.attrs.get("quantize"))
     config = shim.config
     hidden = int(config.hidden_size)
     width = model.attrs["width"]
