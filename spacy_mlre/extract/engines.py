@@ -183,7 +183,8 @@ class DaskEngine(Engine):
     def run(self, tasks: Iterable[Task]) -> Iterator[ChunkResult]:
         from distributed import as_completed
 
-        window = 2 * self.workers
+        # a task's round trip through the scheduler takes milliseconds: keep a few queued on every worker
+        window = 4 * self.workers
         tasks = iter(tasks)
         submit = lambda task: self.client.submit(extract_chunk, self.spec, *task, pure=False)  # noqa: E731
         first = [submit(task) for task in _take(tasks, window)]
