@@ -118,6 +118,7 @@ def extract(
     with make_engine(engine, n_process, scheduler) as runner:
         info = runner.start(spec)
         check_entities(info, scan.without_entities, str(pipeline))
+        write_manifest(out, manifest)
         summary.workers = runner.workers
         summary.startup_seconds = time.perf_counter() - start
         began = time.perf_counter()
@@ -128,7 +129,7 @@ def extract(
 
 
 def prepare_output(out: Path, manifest: Dict[str, Any], resume: bool, fmt: str) -> List[int]:
-    """Create OUTPUT or check it for --resume; the finished shards to skip."""
+    """Create OUTPUT, or check that it holds this run's shards for --resume; the finished shards to skip."""
     try:
         out.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
@@ -151,8 +152,12 @@ def prepare_output(out: Path, manifest: Dict[str, Any], resume: bool, fmt: str) 
                 "or choose an empty folder."
             )
     remove_partials(out)
-    path.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf8")
     return done
+
+
+def write_manifest(out: Path, manifest: Dict[str, Any]) -> None:
+    """Written once every check passed, so a run stopped by one leaves OUTPUT as it was."""
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf8")
 
 
 def _read_manifest(path: Path) -> Dict[str, Any]:

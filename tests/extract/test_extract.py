@@ -252,3 +252,12 @@ def test_benchmark_extract(trained_pipeline, tiny_corpus, tmp_path):
     (run,) = bench["runs"]
     assert run["engine"] == "local" and run["workers"] == 1 and run["docs"] == 30 and run["words_per_second"] > 0
     assert bench["identical"] is True
+
+
+def test_a_stopped_check_leaves_the_output_as_it_was(trained_pipeline, corpus, tmp_path):
+    texts = tmp_path / "in.txt"
+    texts.write_text("Alice works for Acme .\n", encoding="utf8")
+    with pytest.raises(ExtractError, match="no entities"):
+        extract(trained_pipeline, texts, tmp_path / "out")
+    assert list((tmp_path / "out").iterdir()) == []
+    extract(trained_pipeline, corpus, tmp_path / "out")  # no --resume needed: nothing was started there
