@@ -114,7 +114,7 @@ def extract(
     if n_records is not None:
         n_records(scan.records)
     summary = Summary(engine=engine, records=scan.records, shards=-(-scan.records // shard_size))
-    spec = Spec(str(pipeline), component, batch_size, strict, threads_per_worker(n_process) if engine == "local" else 0)
+    spec = Spec(str(pipeline), component, batch_size, strict, threads_per_worker(n_process) if engine == "local" else 0, fmt)
     with make_engine(engine, n_process, scheduler) as runner:
         info = runner.start(spec)
         check_entities(info, scan.without_entities, str(pipeline))

