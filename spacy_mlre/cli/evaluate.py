@@ -30,11 +30,13 @@ def evaluate_pipeline(
     gpu_id: int = -1,
     langs: Optional[List[str]] = None,
     labels: Optional[List[str]] = None,
+    nlp: Optional[Any] = None,
 ) -> Dict[str, Any]:
-    """Evaluate a pipeline on a DocBin (file, folder, or several separated by
-    commas) and return all scores. Wrong input (an unknown metric, a pipeline
+    """Evaluate a pipeline on a DocBin (file, folder, glob, or several separated
+    by commas) and return all scores. Wrong input (an unknown metric, a pipeline
     without a relation extractor, data without docs or gold relations) is a
-    ValueError before anything is predicted."""
+    ValueError before anything is predicted. `nlp`: the pipeline `model`
+    names, already loaded (to score several data sets with one load)."""
     import spacy
     from spacy.scorer import Scorer
     from thinc.api import require_gpu
@@ -44,9 +46,9 @@ def evaluate_pipeline(
     from ..scorer import score_relations
 
     chosen = resolve_metrics(metrics)
-    if gpu_id >= 0:
+    if gpu_id >= 0 and nlp is None:
         require_gpu(gpu_id)
-    nlp = spacy.load(model)
+    nlp = nlp if nlp is not None else spacy.load(model)
     pipe = get_relation_extractor(nlp, where=f"The pipeline {model}")
     examples: List[Example] = list(RelationCorpus(data, gold_ents=gold_ents, langs=langs)(nlp))
     check_gold(examples, data, labels, pipe.labels)
@@ -177,24 +179,52 @@ def evaluate_cli(
     gpu_id: int = typer.Option(-1, "--gpu-id", "-g"),
     langs: str = typer.Option("", "--langs", help="Only docs of these languages, comma-separated"),
     labels: str = typer.Option("", "--labels", help="Only score these relation labels, comma-separated"),
+    each: bool = typer.Option(False, "--each", help="Score every data file on its own, into OUTPUT_DIR/<the file's folder name> (one pipeline load for many test sets, e.g. corpus/multi-crossre/*/test.spacy)"),
 ) -> None:
     """Evaluate a relation extraction pipeline."""
+    from ..corpus.reader import expand_path
+
     split = lambda s: [x for x in s.split(",") if x] or None  # noqa: E731
-    for path in split(str(data)) or [data]:
-        if not Path(path).exists():
-            raise typer.BadParameter(f"{path} does not exist.", param_hint="DATA")
+    try:
+        files = [match for path in split(str(data)) or [data] for match in expand_path(path)]
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint="DATA")
     try:
         resolve_metrics(split(metrics))
     except ValueError as err:
         raise typer.BadParameter(str(err), param_hint="'--metrics'")
-    try:
-        scores = evaluate_pipeline(
-            model, data, metrics=split(metrics), gold_ents=not predicted_ents, batch_size=batch_size,
-            gpu_id=gpu_id, langs=split(langs), labels=split(labels),
-        )
-    except (ValueError, OSError) as err:
-        msg.fail(str(err), exits=1)
-    md = scores_markdown(scores, title=f"{model} on {data}")
+    jobs = [(data, output_dir)]
+    if each:
+        if output_dir is None:
+            raise typer.BadParameter("--each writes one folder per data file: give --output-dir.", param_hint="'--each'")
+        names = [f.parent.name for f in files]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise typer.BadParameter(f"--each names outputs by the data file's folder, and {', '.join(twice)} holds several of them.", param_hint="'--each'")
+        jobs = [(str(f), output_dir / f.parent.name) for f in files]
+    nlp = None
+    for job_data, job_output in jobs:
+        try:
+            if nlp is None:
+                import spacy
+
+                if gpu_id >= 0:
+                    from thinc.api import require_gpu
+
+                    require_gpu(gpu_id)
+                nlp = spacy.load(model)
+            scores = evaluate_pipeline(
+                model, job_data, metrics=split(metrics), gold_ents=not predicted_ents, batch_size=batch_size,
+                langs=split(langs), labels=split(labels), nlp=nlp,
+            )
+        except (ValueError, OSError) as err:
+            msg.fail(f"{job_data}: {err}" if each else str(err), exits=1)
+        _write(scores, f"{model} on {job_data}", job_output)
+
+
+def _write(scores: Dict[str, Any], title: str, output_dir: Optional[Path]) -> None:
+    """Print the scores' table; write scores.json, scores.md and the plots to output_dir."""
+    md = scores_markdown(scores, title=title)
     typer.echo(md)
     if output_dir is not None:
         output_dir.mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,7 @@ This reader gives the predicted side the gold entities (doc.ents and span
 groups), sentence starts and language, but never the gold relations; set
 `gold_ents = false` to evaluate with the entities of an upstream NER instead.
 """
+import glob
 from collections import Counter
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, List, Optional, Union
@@ -26,8 +27,9 @@ def create_relation_corpus_reader(
     max_length: int = 0,
     langs: Optional[List[str]] = None,
 ) -> Callable[[Language], Iterable[Example]]:
-    """path: a .spacy file or a folder of them (searched recursively), or several
-        of either separated by commas (e.g. the train splits of two languages).
+    """path: a .spacy file or a folder of them (searched recursively), a glob
+        pattern (corpus/multi-crossre/*/train.spacy), or several of these
+        separated by commas (e.g. the train splits of two languages).
     gold_ents: copy gold entities, span groups and sentence starts to the input.
     limit: stop after this many examples (0: all).
     max_length: skip docs longer than this many tokens (0: keep all).
@@ -59,12 +61,11 @@ class RelationCorpus:
             raise ValueError("The relation corpus reader needs a path: set [paths.train] / [paths.dev] or pass --paths.train.")
         files: List[Path] = []
         for path in self.paths:
-            if not path.exists():
-                raise ValueError(f"Relation corpus not found: {path}")
-            found = [path] if path.is_file() else sorted(path.rglob("*.spacy"))
-            if not found:
-                raise ValueError(f"No .spacy files under {path}")
-            files.extend(found)
+            for match in expand_path(path):
+                found = [match] if match.is_file() else sorted(match.rglob("*.spacy"))
+                if not found:
+                    raise ValueError(f"No .spacy files under {match}")
+                files.extend(found)
         return files
 
     def __call__(self, nlp: Language) -> Iterator[Example]:
@@ -101,6 +102,21 @@ class RelationCorpus:
             reasons.append(f"{sum(skipped.langs.values())} not in langs = {sorted(self.langs or [])} (their languages: {found})")
         return (f"No doc of the relation corpus {where} passed the reader's filters: {'; '.join(reasons)}. "
                 "Change the filters (langs, --langs, max_length) to match the data.")
+
+
+def expand_path(path: Union[str, Path]) -> List[Path]:
+    """The existing paths a data argument names: itself, or the sorted matches
+    of a glob pattern (weasel runs project commands without a shell, so
+    patterns in project.yml reach the command unexpanded)."""
+    path = Path(path)
+    if glob.has_magic(str(path)):
+        matches = sorted(Path(p) for p in glob.glob(str(path)))
+        if not matches:
+            raise ValueError(f"Relation corpus not found: nothing matches {path}")
+        return matches
+    if not path.exists():
+        raise ValueError(f"Relation corpus {path} does not exist.")
+    return [path]
 
 
 class _Skipped:

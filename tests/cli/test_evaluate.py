@@ -35,6 +35,27 @@ def test_evaluate_cli_reads_several_paths_and_names_a_missing_one(trained_pipeli
     assert "Traceback" not in result.stderr
 
 
+def test_evaluate_each_scores_every_file_on_its_own(trained_pipeline, tiny_corpus, tmp_path):
+    """One pipeline load for many test sets: a glob, one output folder per file's folder."""
+    for lang in ("de", "pl"):
+        (tmp_path / "data" / lang).mkdir(parents=True)
+        (tmp_path / "data" / lang / "test.spacy").write_bytes((tiny_corpus / "dev.spacy").read_bytes())
+    cmd = [sys.executable, "-m", "spacy_mlre", "evaluate", str(trained_pipeline), str(tmp_path / "data" / "*" / "test.spacy"),
+           "--each", "-o", str(tmp_path / "out")]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    whole = evaluate_pipeline(str(trained_pipeline), tiny_corpus / "dev.spacy")
+    for lang in ("de", "pl"):
+        scores = json.loads((tmp_path / "out" / lang / "scores.json").read_text())
+        assert scores["n_docs"] == 8 and scores["rel_micro_f"] == whole["rel_micro_f"]
+    # two files in folders of the same name would overwrite each other's output
+    same = f"{tmp_path / 'data' / 'de' / 'test.spacy'},{tiny_corpus / 'dev.spacy'},{tiny_corpus / 'train.spacy'}"
+    cmd = [sys.executable, "-m", "spacy_mlre", "evaluate", str(trained_pipeline), same, "--each", "-o", str(tmp_path / "o2")]
+    result = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "COLUMNS": "400"})
+    assert result.returncode == 2 and f"{tiny_corpus.name} holds several" in result.stderr
+    assert not (tmp_path / "o2").exists()
+
+
 def test_predicted_ents_without_ner_finds_nothing(trained_pipeline, tiny_corpus):
     scores = evaluate_pipeline(str(trained_pipeline), tiny_corpus / "dev.spacy", gold_ents=False)
     assert scores["rel_micro_r"] == 0.0  # no upstream NER: no entities, every gold relation missed

@@ -15,6 +15,8 @@ def test_several_paths_are_read_in_order_and_filtered(tiny_corpus):
     assert len(both[0].reference._.relations) > 0 and len(both[0].predicted._.relations) == 0
     # the folder holds both files: read once each
     assert len(list(RelationCorpus(tiny_corpus)(nlp))) == len(both)
+    # a glob (project.yml's commands run without a shell, so the reader expands it)
+    assert len(list(RelationCorpus(str(tiny_corpus / "*.spacy"))(nlp))) == len(both)
     only_de = list(RelationCorpus(f"{tiny_corpus / 'train.spacy'},{tiny_corpus / 'dev.spacy'}", langs=["de"])(nlp))
     assert only_de and all(eg.reference._.lang == "de" for eg in only_de)
     assert len(only_de) < len(both)
@@ -22,7 +24,9 @@ def test_several_paths_are_read_in_order_and_filtered(tiny_corpus):
 
 def test_missing_path_is_named(tiny_corpus):
     nlp = spacy.blank("xx")
-    with pytest.raises(ValueError, match="not found: .*nowhere.spacy"):
+    with pytest.raises(ValueError, match="nowhere.spacy does not exist"):
         list(RelationCorpus(f"{tiny_corpus / 'train.spacy'},{tiny_corpus / 'nowhere.spacy'}")(nlp))
+    with pytest.raises(ValueError, match="nothing matches .*nowhere"):
+        list(RelationCorpus(str(tiny_corpus / "nowhere*" / "train.spacy"))(nlp))
     with pytest.raises(ValueError, match="needs a path"):
         list(RelationCorpus(None)(nlp))
