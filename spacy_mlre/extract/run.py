@@ -103,8 +103,11 @@ def extract(
         raise ExtractError(str(err)) from None
     if batch_size < 1 or shard_size < 1:
         raise ExtractError(f"--batch-size and --shard-size must be 1 or more, got {batch_size} and {shard_size}.")
-    files = find_inputs(input_path)
     out = Path(output)
+    # an OUTPUT inside the INPUT folder: its shards are no input (a --resume would read them)
+    files = [f for f in find_inputs(input_path) if out.resolve() not in f.path.resolve().parents]
+    if not files:
+        raise ExtractError(f"No input files in {input_path} outside OUTPUT {out}.")
     manifest = {
         "pipeline": str(pipeline), "component": component, "format": fmt, "shard_size": shard_size,
         "inputs": [[f.name, f.path.stat().st_size] for f in files],
