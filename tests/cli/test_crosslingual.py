@@ -71,3 +71,30 @@ def test_cli_writes_json_markdown_and_plot(evals, tmp_path):
     assert "| supervised (in-language) | 50.0 | 60.0 | 55.0 |" in (out / "crosslingual.md").read_text()
     pytest.importorskip("matplotlib")
     assert (out / "normalised.png").stat().st_size > 1000
+
+
+def test_per_language_table_without_supervised_scores(tmp_path):
+    """The multilingual workflow's table: zero-shot F per language, its share of
+    the English F, the multilingual model's F; pt-BR / pt-PT told apart by folder."""
+    zero = [_scores(tmp_path / "zero" / "en", {"en": 0.40}), _scores(tmp_path / "zero" / "de", {"de": 0.36}),
+            _scores(tmp_path / "zero" / "pt-BR", {"pt": 0.30}), _scores(tmp_path / "zero" / "pt-PT", {"pt": 0.20})]
+    multi = [_scores(tmp_path / "multi" / "en", {"en": 0.42}), _scores(tmp_path / "multi" / "de", {"de": 0.40}),
+             _scores(tmp_path / "multi" / "pt-BR", {"pt": 0.38}), _scores(tmp_path / "multi" / "pt-PT", {"pt": 0.37})]
+    table = crosslingual_table({"pair-e5": load_lang_scores(zero)}, {}, source="en", multilingual=load_lang_scores(multi))
+    assert table["languages"] == ["de", "pt-BR", "pt-PT"]
+    assert table["to_source"]["pair-e5"]["ratio"] == pytest.approx({"de": 0.9, "pt-BR": 0.75, "pt-PT": 0.5})
+    assert table["to_source"]["pair-e5"]["min"] == pytest.approx(0.5)
+    md = table_markdown(table)
+    assert "| language | pair-e5 F | % of en | multilingual F |" in md
+    assert "| en | 40.0 | 100% | 42.0 |" in md
+    assert "| pt-PT | 20.0 | 50% | 37.0 |" in md
+    assert "| mean of targets | 28.7 | 72% | 38.3 |" in md
+    assert "normalised by supervised" not in md
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "spacy_mlre", "crosslingual", f"pair-e5={tmp_path / 'zero' / '*'}",
+           "--multilingual", str(tmp_path / "multi" / "*"), "-o", str(out)]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((out / "crosslingual.json").read_text())["multilingual_f"]["pt-BR"] == pytest.approx(0.38)
+    pytest.importorskip("matplotlib")
+    assert (out / "per_language.png").stat().st_size > 1000
