@@ -75,6 +75,7 @@ def benchmark_extract(
     from ...extract import extract
 
     plan = parse_runs(runs)
+    machine = machine_info()  # before a Dask LocalCluster sets OMP_NUM_THREADS=1 in this process
     load_before = os.getloadavg()
     results: List[Dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="mlre-bench-extract-") as tmp:
@@ -103,7 +104,7 @@ def benchmark_extract(
         "identical": all(o == outputs[0] for o in outputs),
         "load_before": list(load_before),
         "load_after": list(os.getloadavg()),
-        "machine": machine_info(),
+        "machine": machine,
     }
 
 
