@@ -65,19 +65,23 @@ def extract_cli(
     bar.close()
     resumed = f", {summary.shards_resumed} already done" if summary.shards_resumed else ""
     msg.good(
-        f"{summary.docs:,} docs ({summary.words:,} words), {summary.relations:,} relations -> {output} "
-        f"({summary.shards_written} of {summary.shards} shards written{resumed})"
+        f"{_n(summary.docs, 'doc')} ({_n(summary.words, 'word')}), {_n(summary.relations, 'relation')} -> {output} "
+        f"({summary.shards_written} of {_n(summary.shards, 'shard')} written{resumed})"
     )
     msg.info(
         f"{summary.seconds:.1f} s ({summary.startup_seconds:.1f} s loading the pipeline on "
-        f"{summary.workers} worker{'s' if summary.workers > 1 else ''}), {summary.words_per_second:,.0f} words/s"
+        f"{_n(summary.workers, 'worker')}), {summary.words_per_second:,.0f} words/s"
     )
     n_skipped = sum(summary.skipped.values())
     if n_skipped:
-        msg.warn(f"Skipped {n_skipped} malformed record{'s' if n_skipped > 1 else ''}:")
+        msg.warn(f"Skipped {_n(n_skipped, 'malformed record')}:")
         for kind, n in summary.skipped.items():
             typer.echo(f"  {n:>6}  {kind}")
         for example in summary.skipped_examples:
             typer.echo(f"  {example}")
         if n_skipped > len(summary.skipped_examples):
             typer.echo(f"  ... ({n_skipped - len(summary.skipped_examples)} more)")
+
+
+def _n(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
