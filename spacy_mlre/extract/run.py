@@ -261,6 +261,8 @@ def _run(
                 progress(result.docs, len(result.rows))
         for ready in [s for s in shards.values() if s.ready()]:
             finish(ready)
+    if shards:  # every task came back, so every shard must have been written
+        raise RuntimeError(f"extract: shards {sorted(shards)} were never complete; this is a bug.")
     summary.skipped = dict(sorted(skipped.items()))
 
 
