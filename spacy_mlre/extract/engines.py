@@ -150,7 +150,10 @@ class DaskEngine(Engine):
     `scheduler` (tcp://host:8786) or a LocalCluster of `n_process` worker
     processes started and stopped here. Every worker must be able to import
     spacy_mlre and load PIPELINE (a path that exists on each worker, or an
-    installed package); only rows come back, the driver writes the shards."""
+    installed package); only rows come back, the driver writes the shards.
+    A worker process loads one pipeline and runs one chunk at a time, so start
+    workers with one thread each and one process per core
+    (`dask worker tcp://HOST:8786 --nworkers 8 --nthreads 1`)."""
 
     def __init__(self, n_process: int = 2, scheduler: Optional[str] = None) -> None:
         self.n_process = n_process

@@ -78,6 +78,7 @@ class ChunkResult(NamedTuple):
 
 _PIPELINES: Dict[Spec, Tuple[Language, PipelineInfo]] = {}
 _LOCK = threading.Lock()
+_RUN_LOCK = threading.Lock()
 
 
 def get_pipeline(spec: Spec) -> Tuple[Language, PipelineInfo]:
@@ -140,9 +141,10 @@ def extract_chunk(spec: Spec, shard: int, chunk: int, items: Sequence[Item]) -> 
     for with_ents, disable in ((True, info.entity_pipes), (False, ())):
         group = [(i, d) for i, d in enumerate(docs) if d is not None and (items[i].ents is not None) == with_ents]
         if group:
-            with nlp.select_pipes(disable=list(disable)):
-                for (i, _), doc in zip(group, nlp.pipe([d for _, d in group], batch_size=spec.batch_size)):
-                    done[i] = doc
+            # one chunk at a time per process: a Dask worker with several threads shares one pipeline
+            with _RUN_LOCK:
+                out = list(nlp.pipe([d for _, d in group], batch_size=spec.batch_size, disable=list(disable)))
+            done.update((i, doc) for (i, _), doc in zip(group, out))
     rows: List[Any] = []
     for i in sorted(done):
         rows.extend(doc_rows(done[i], items[i].doc_id, items[i].text))
