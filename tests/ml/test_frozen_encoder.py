@@ -43,7 +43,7 @@ def _encoder(path, **kwargs):
     return model
 
 
-def _hand_vectors(path, words, n_layers, windows=None):
+def _hand_vectors(path, words, n_layers, windows=None, last_layer=None):
     """Token vectors computed directly with transformers: the tokenizer on the
     words, each window of pieces wrapped in [CLS] ... [SEP] when the tokenizer
     adds them, the mean of the last n_layers hidden states, each piece averaged
@@ -65,7 +65,8 @@ def _hand_vectors(path, words, n_layers, windows=None):
         full = [tok.cls_token_id] + ids[start:end] + [tok.sep_token_id] if specials else ids[start:end]
         with torch.no_grad():
             out = hf(input_ids=torch.tensor([full]), output_hidden_states=True)
-        layers = numpy.stack([h[0].numpy() for h in out.hidden_states[-n_layers:]]).mean(axis=0)
+        hidden = out.hidden_states if last_layer is None else out.hidden_states[: last_layer + 1]
+        layers = numpy.stack([h[0].numpy() for h in hidden[-n_layers:]]).mean(axis=0)
         sums[start:end] += layers[int(specials) : int(specials) + end - start]
         counts[start:end] += 1
     pieces = sums / counts[:, None]
@@ -303,7 +304,25 @@ def test_int8_replaces_the_linear_layers_and_moves_the_vectors_slightly(tiny_ber
     numpy.testing.assert_array_equal(loaded.predict([doc])[0], int8)
 
 
+def test_last_layer_drops_the_layers_above_it(tiny_bert, nlp, tmp_path):
+    doc = nlp("Dieter arbeitet für Siemens in München .")
+    model = _encoder(tiny_bert, n_layers=1, last_layer=1)
+    transformer = get_shim(model)._model
+    assert len(transformer.encoder.layer) == 1 and transformer.config.num_hidden_layers == 1
+    expected = _hand_vectors(tiny_bert, [t.text for t in doc], 1, last_layer=1)
+    numpy.testing.assert_allclose(model.predict([doc])[0], expected, atol=1e-5)
+    assert not numpy.allclose(_encoder(tiny_bert, n_layers=1).predict([doc])[0], expected, atol=1e-3)
+    # saved without the dropped layer, and rebuilt from the saved config
+    loaded = build_frozen_encoder(str(tmp_path / "gone"), n_layers=1, last_layer=1).from_bytes(model.to_bytes())
+    assert len(get_shim(loaded)._model.encoder.layer) == 1
+    numpy.testing.assert_array_equal(loaded.predict([doc])[0], model.predict([doc])[0])
+    with pytest.raises(ValueError, match="last_layer = 3, but .* has layers 1 to 2"):
+        _encoder(tiny_bert, n_layers=1, last_layer=3)
+
+
 def test_settings_are_checked():
+    with pytest.raises(ValueError, match="last_layer must be at least n_layers"):
+        build_frozen_encoder("x", n_layers=4, last_layer=3)
     with pytest.raises(ValueError, match="quantize must be null or"):
         build_frozen_encoder("x", quantize="int4")
     with pytest.raises(ValueError, match="weights_dtype must be one of"):

@@ -12,7 +12,9 @@ token (`word_ids`). The pieces are cut into windows of at most `window` pieces
 the next window starting `stride` pieces later (default 3/4 of the window) and
 the last one ending at the doc's last piece; each window is wrapped in the
 tokenizer's own special tokens ([CLS] ... [SEP], <s> ... </s>) and encoded on
-its own. A piece's vector is the mean of the last `n_layers` hidden layers,
+its own. A piece's vector is the mean of the last `n_layers` hidden layers (of the
+layers up to `last_layer` when it is set: the layers above it are dropped at
+initialize, so they are neither computed nor saved),
 averaged over the windows that hold it; a token's vector is the mean of its
 pieces. A token without pieces (whitespace, characters the tokenizer drops)
 takes the vector of the nearest piece after it (the next token's first piece),
@@ -87,6 +89,7 @@ QUANTIZE = (None, "int8")
 def build_frozen_encoder(
     name: str,
     n_layers: int = 4,
+    last_layer: Optional[int] = None,
     window: Optional[int] = None,
     stride: Optional[int] = None,
     cache_size: int = 100_000,
@@ -102,6 +105,9 @@ def build_frozen_encoder(
     name: a local model folder or a Hugging Face hub id (loaded at
         initialize; a saved pipeline carries the weights and no longer needs it).
     n_layers: average the last n hidden layers (1: the last layer only).
+    last_layer: use the encoder up to this layer and drop the ones above it
+        (null: all). Middle layers of multilingual-e5-small carry relations
+        better than its top ones, and a shorter encoder is faster.
     window: most word pieces per window, special tokens excluded (null: as
         many as the model's positions allow); stride: pieces between window
         starts (null: 3/4 of the window). Overlapping pieces are averaged.
@@ -123,6 +129,11 @@ def build_frozen_encoder(
         raise ValueError(f"FrozenEncoder.v1 weights_dtype must be one of {', '.join(DTYPES)}, got {weights_dtype!r}.")
     if quantize not in QUANTIZE:
         raise ValueError(f"FrozenEncoder.v1 quantize must be null or \"int8\", got {quantize!r}.")
+    if last_layer is not None and last_layer < n_layers:
+        raise ValueError(
+            f"FrozenEncoder.v1 averages n_layers = {n_layers} layers up to last_layer = {last_layer}: "
+            "last_layer must be at least n_layers."
+        )
     if window is not None and window < 1:
         raise ValueError(f"FrozenEncoder.v1 window must be positive or null, got {window}.")
     if stride is not None and (stride < 1 or (window is not None and stride > window)):
@@ -142,6 +153,7 @@ def build_frozen_encoder(
         attrs={
             "name": str(name),
             "n_layers": n_layers,
+            "last_layer": last_layer,
             "window": window,
             "stride": stride,
             "weights_dtype": weights_dtype,
@@ -187,11 +199,13 @@ class FrozenHFShim(Shim):
 
     # Loading -----------------------------------------------------------
 
-    def load(self, name: str, weights_dtype: str, quantize: Optional[str] = None) -> None:
+    def load(self, name: str, weights_dtype: str, quantize: Optional[str] = None, last_layer: Optional[int] = None) -> None:
         from transformers import AutoModel, AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(name, **{"use_fast": True, **self.cfg["tokenizer_config"]})
         transformer = AutoModel.from_pretrained(name, **self.cfg["transformer_config"])
+        if last_layer is not None:
+            truncate_layers(transformer, last_layer, name)
         self._set(tokenizer, transformer, weights_dtype, round_weights=True, quantize=quantize)
 
     def _set(
@@ -318,6 +332,22 @@ class FrozenHFShim(Shim):
         return self
 
 
+def truncate_layers(transformer, last_layer: int, name: str) -> None:
+    """Keep the encoder's layers 1..last_layer (in place); its config says so,
+    so a saved pipeline rebuilds the shorter model."""
+    layers = getattr(getattr(transformer, "encoder", None), "layer", None)
+    n_layers = int(getattr(transformer.config, "num_hidden_layers", 0) or 0)
+    if layers is None or len(layers) != n_layers:
+        raise ValueError(
+            f"FrozenEncoder.v1 last_layer needs a BERT-style encoder (model.encoder.layer); {name} "
+            f"({type(transformer).__name__}) is not one: set last_layer = null."
+        )
+    if not 1 <= last_layer <= n_layers:
+        raise ValueError(f"FrozenEncoder.v1 last_layer = {last_layer}, but {name} has layers 1 to {n_layers}.")
+    transformer.encoder.layer = layers[:last_layer]
+    transformer.config.num_hidden_layers = last_layer
+
+
 def _map_state(state, convert: Callable):
     """The state dict with `convert` applied to its floating-point tensors,
     keeping its `_metadata`: quantized modules read their format version there."""
@@ -345,7 +375,7 @@ def quantize_int8(transformer):
 def _init(model: Model, X: Optional[List[Doc]] = None, Y=None) -> None:
     shim = get_shim(model)
     if shim._model is None:
-        shim.load(model.attrs["name"], model.attrs["weights_dtype"], model.attrs.get("quantize"))
+        shim.load(model.attrs["name"], model.attrs["weights_dtype"], model.attrs.get("quantize"), model.attrs.get("last_layer"))
     config = shim.config
     hidden = int(config.hidden_size)
     width = model.attrs["width"]
