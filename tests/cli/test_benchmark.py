@@ -242,3 +242,24 @@ def test_benchmark_lists_its_subcommands():
     result = _invoke()
     for name in ("speed", "scaling", "memory", "train"):
         assert f" {name} " in result.output, result.output
+
+
+def test_every_timed_pass_runs_the_frozen_encoder(tiny_bert, tiny_corpus, monkeypatch):
+    """FrozenEncoder.v1 caches each doc's vectors: without clearing, the second
+    pass of `speed --repeat` would time cache lookups instead of the encoder."""
+    import spacy_mlre.ml.layers.frozen_encoder as frozen_encoder
+    from spacy_mlre.cli.benchmark._common import measure_pipe
+    from spacy_mlre.corpus.reader import RelationCorpus
+
+    nlp = spacy.blank("xx")
+    encoder = {"@architectures": "spacy_mlre.FrozenEncoder.v1", "name": str(tiny_bert), "n_layers": 2}
+    nlp.add_pipe("relation_extractor", config={"model": {"@architectures": "spacy_mlre.PairClassifier.v1", "hidden_width": 16, "tok2vec": encoder}})
+    examples = list(RelationCorpus(tiny_corpus / "dev.spacy")(nlp))
+    nlp.initialize(lambda: examples)
+    docs = [eg.predicted for eg in examples]
+    encoded = []
+    real = frozen_encoder.encode_docs
+    monkeypatch.setattr(frozen_encoder, "encode_docs", lambda model, batch: encoded.extend(batch) or real(model, batch))
+    measured = measure_pipe(nlp, docs, batch_size=4, n_process=1, repeat=2, component="relation_extractor")
+    # two timed passes and the time split's pass, each encoding every doc
+    assert len(encoded) == 3 * len(docs) and len(measured["seconds"]) == 2
