@@ -31,12 +31,16 @@ def evaluate_pipeline(
     langs: Optional[List[str]] = None,
     labels: Optional[List[str]] = None,
     nlp: Optional[Any] = None,
+    spans_key: Optional[str] = None,
 ) -> Dict[str, Any]:
     """Evaluate a pipeline on a DocBin (file, folder, glob, or several separated
     by commas) and return all scores. Wrong input (an unknown metric, a pipeline
     without a relation extractor, data without docs or gold relations) is a
     ValueError before anything is predicted. `nlp`: the pipeline `model`
-    names, already loaded (to score several data sets with one load)."""
+    names, already loaded (to score several data sets with one load).
+    `spans_key`: read the entities from this span group instead of the
+    pipeline's own setting (data whose entities overlap, so doc.ents holds
+    only some of them: Multi-CrossRE's translations keep all in "entities")."""
     import spacy
     from spacy.scorer import Scorer
     from thinc.api import require_gpu
@@ -50,6 +54,8 @@ def evaluate_pipeline(
         require_gpu(gpu_id)
     nlp = nlp if nlp is not None else spacy.load(model)
     pipe = get_relation_extractor(nlp, where=f"The pipeline {model}")
+    if spans_key is not None:
+        pipe.cfg["spans_key"] = spans_key or None
     examples: List[Example] = list(RelationCorpus(data, gold_ents=gold_ents, langs=langs)(nlp))
     check_gold(examples, data, labels, pipe.labels)
     start = time.perf_counter()
@@ -72,6 +78,7 @@ def evaluate_pipeline(
     scores["n_docs"] = len(examples)
     scores["model"] = str(model)
     scores["gold_ents"] = gold_ents
+    scores["spans_key"] = pipe.cfg["spans_key"]
     return scores
 
 
@@ -179,6 +186,7 @@ def evaluate_cli(
     gpu_id: int = typer.Option(-1, "--gpu-id", "-g"),
     langs: str = typer.Option("", "--langs", help="Only docs of these languages, comma-separated"),
     labels: str = typer.Option("", "--labels", help="Only score these relation labels, comma-separated"),
+    spans_key: Optional[str] = typer.Option(None, "--spans-key", help="Read the entities from this span group instead of the pipeline's setting (overlapping entities, e.g. Multi-CrossRE: entities)"),
     each: bool = typer.Option(False, "--each", help="Score every data file on its own, into OUTPUT_DIR/<the file's folder name> (one pipeline load for many test sets, e.g. corpus/multi-crossre/*/test.spacy)"),
 ) -> None:
     """Evaluate a relation extraction pipeline."""
@@ -215,7 +223,7 @@ def evaluate_cli(
                 nlp = spacy.load(model)
             scores = evaluate_pipeline(
                 model, job_data, metrics=split(metrics), gold_ents=not predicted_ents, batch_size=batch_size,
-                langs=split(langs), labels=split(labels), nlp=nlp,
+                langs=split(langs), labels=split(labels), nlp=nlp, spans_key=spans_key,
             )
         except (ValueError, OSError) as err:
             msg.fail(f"{job_data}: {err}" if each else str(err), exits=1)

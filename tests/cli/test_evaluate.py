@@ -56,6 +56,23 @@ def test_evaluate_each_scores_every_file_on_its_own(trained_pipeline, tiny_corpu
     assert not (tmp_path / "o2").exists()
 
 
+def test_spans_key_reads_entities_that_doc_ents_cannot_hold(trained_pipeline, tiny_corpus, tmp_path):
+    """Multi-CrossRE's translations have overlapping entities: doc.ents keeps
+    some, the span group all. --spans-key scores a doc.ents model on all of them."""
+    import spacy
+
+    nlp = spacy.blank("xx")
+    docs = list(DocBin().from_disk(tiny_corpus / "dev.spacy").get_docs(nlp.vocab))
+    for doc in docs:
+        doc.spans["entities"] = list(doc.ents)
+        doc.ents = list(doc.ents)[:1]  # the second entity now lives in the group only
+    DocBin(store_user_data=True, docs=docs).to_disk(tmp_path / "overlap.spacy")
+    default = evaluate_pipeline(str(trained_pipeline), tmp_path / "overlap.spacy")
+    grouped = evaluate_pipeline(str(trained_pipeline), tmp_path / "overlap.spacy", spans_key="entities")
+    assert default["rel_micro_r"] == 0.0 and default["spans_key"] is None
+    assert grouped["rel_micro_f"] > 0.9 and grouped["spans_key"] == "entities"
+
+
 def test_predicted_ents_without_ner_finds_nothing(trained_pipeline, tiny_corpus):
     scores = evaluate_pipeline(str(trained_pipeline), tiny_corpus / "dev.spacy", gold_ents=False)
     assert scores["rel_micro_r"] == 0.0  # no upstream NER: no entities, every gold relation missed
