@@ -389,7 +389,8 @@ def test_pair_e5_config_trains_with_spacy_train(tiny_corpus, tiny_bert, tmp_path
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "spacy", "train", str(ROOT / "configs" / "pair_e5.cfg"), "--output", str(out),
            "--paths.train", str(tiny_corpus / "train.spacy"), "--paths.dev", str(tiny_corpus / "dev.spacy"),
-           "--paths.transformer", str(tiny_bert), "--components.relation_extractor.model.tok2vec.n_layers", "2",
+           "--paths.transformer", str(tiny_bert), "--components.relation_extractor.model.tok2vec.n_layers", "1",
+           "--components.relation_extractor.model.tok2vec.last_layer", "1",
            "--training.max_steps", "30", "--training.eval_frequency", "15"]
     result = subprocess.run(cmd, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -399,4 +400,5 @@ def test_pair_e5_config_trains_with_spacy_train(tiny_corpus, tiny_bert, tmp_path
     nlp = spacy.load(out / "model-last")
     encoder = next(node for node in nlp.get_pipe("relation_extractor").model.walk() if node.name == "frozen_encoder")
     assert encoder.get_dim("nO") == WIDTH and get_shim(encoder)._model is not None
+    assert len(get_shim(encoder)._model.encoder.layer) == 1  # the config's last_layer, kept when saved
     assert len(list(nlp.pipe(["Alice works for Acme ."]))) == 1
