@@ -83,7 +83,7 @@ top_k = 2
     nlp.to_disk(tmp_path / "model")
     DocBin(store_user_data=True, docs=docs).to_disk(tmp_path / "test.spacy")
     evaluate_cli(str(tmp_path / "model"), tmp_path / "test.spacy", output_dir=tmp_path / "out", metrics="joint",
-                 predicted_ents=False, batch_size=8, gpu_id=-1, langs="", labels="")
+                 predicted_ents=False, batch_size=8, gpu_id=-1, langs="", labels="", spans_key=None, each=False)
     scores = json.loads((tmp_path / "out" / "scores.json").read_text())
     assert set(scores["router_probabilities"]) == {"en", "pl", "unseen"}
     assert all(sum(p) == pytest.approx(1.0) for p in scores["router_probabilities"].values())
