@@ -169,19 +169,8 @@ def plot_per_language(table: Dict[str, Any], path: Path) -> Optional[Path]:
         series["multilingual"] = table["multilingual_f"]
     if table["supervised"]["f"]:
         series["supervised"] = table["supervised"]["f"]
-    width = 0.8 / len(series)
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.45 * len(langs) * len(series) ** 0.5 + 2), 3.4))
-    for i, (name, values) in enumerate(series.items()):
-        ax.bar([j + i * width for j in range(len(langs))], [100 * (values.get(l) or 0.0) for l in langs], width=width, label=name)
-    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(langs))])
-    ax.set_xticklabels(langs, rotation=60, fontsize=7)
-    ax.set_ylabel("micro F1")
-    ax.set_title(f"Relation extraction per language (trained on {source or '?'} unless multilingual)")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _grouped_bars(plt, path, langs, series, "micro F1",
+                         f"Relation extraction per language (trained on {source or '?'} unless multilingual)")
 
 
 def plot_normalised(table: Dict[str, Any], path: Path) -> Optional[Path]:
@@ -192,15 +181,20 @@ def plot_normalised(table: Dict[str, Any], path: Path) -> Optional[Path]:
     langs, rows = table["languages"], table["normalised"]
     if not langs or not rows:
         return None
-    width = 0.8 / len(rows)
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.9 * len(langs) * max(1, len(rows)) ** 0.5 + 2), 3.2))
-    for i, (name, row) in enumerate(rows.items()):
-        xs = [j + i * width for j in range(len(langs))]
-        ax.bar(xs, [100 * (row["ratio"].get(l) or 0.0) for l in langs], width=width, label=name)
+    series = {name: row["ratio"] for name, row in rows.items()}
+    return _grouped_bars(plt, path, langs, series, "% of supervised F1", f"Zero-shot transfer from {table['source'] or '?'}")
+
+
+def _grouped_bars(plt, path: Path, langs: List[str], series: Dict[str, Dict[str, Optional[float]]], ylabel: str, title: str) -> Path:
+    """One group of bars per language, one bar per series (values x 100; missing ones as 0)."""
+    width = 0.8 / len(series)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.45 * len(langs) * len(series) ** 0.5 + 2), 3.4))
+    for i, (name, values) in enumerate(series.items()):
+        ax.bar([j + i * width for j in range(len(langs))], [100 * (values.get(l) or 0.0) for l in langs], width=width, label=name)
     ax.set_xticks([j + 0.4 - width / 2 for j in range(len(langs))])
-    ax.set_xticklabels(langs)
-    ax.set_ylabel("% of supervised F1")
-    ax.set_title(f"Zero-shot transfer from {table['source'] or '?'}")
+    ax.set_xticklabels(langs, rotation=60 if len(langs) > 8 else 0, fontsize=7)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
