@@ -46,7 +46,7 @@ def evaluate_pipeline(
     from thinc.api import require_gpu
 
     from ..corpus.reader import RelationCorpus
-    from ..pipeline.relation_extractor import get_relation_extractor
+    from ..pipeline.relation_extractor import entity_setters, get_relation_extractor
     from ..scorer import score_relations
 
     chosen = resolve_metrics(metrics)
@@ -58,12 +58,14 @@ def evaluate_pipeline(
         pipe.cfg["spans_key"] = spans_key or None
     examples: List[Example] = list(RelationCorpus(data, gold_ents=gold_ents, langs=langs)(nlp))
     check_gold(examples, data, labels, pipe.labels)
-    start = time.perf_counter()
-    docs = nlp.pipe((eg.predicted for eg in examples), batch_size=batch_size)
-    for eg, doc in zip(examples, tqdm(docs, total=len(examples), desc="evaluate", unit=" docs", leave=False, disable=None)):
-        eg.predicted = doc
-    seconds = time.perf_counter() - start
-    scores: Dict[str, Any] = Scorer(nlp=nlp).score(examples)
+    # gold entities: the components that would write entities stay off (and unscored)
+    with nlp.select_pipes(disable=entity_setters(nlp, before=pipe.name) if gold_ents else []):
+        start = time.perf_counter()
+        docs = nlp.pipe((eg.predicted for eg in examples), batch_size=batch_size)
+        for eg, doc in zip(examples, tqdm(docs, total=len(examples), desc="evaluate", unit=" docs", leave=False, disable=None)):
+            eg.predicted = doc
+        seconds = time.perf_counter() - start
+        scores: Dict[str, Any] = Scorer(nlp=nlp).score(examples)
     scores.update(score_relations(examples, labels=labels))
     scores["words_per_second"] = sum(len(eg.predicted) for eg in examples) / max(seconds, 1e-9)
     for metric in chosen.values():

@@ -6,7 +6,7 @@ given (dev) docs, and the pipeline is saved with them. A label without gold
 relations in the dev docs keeps its threshold: there is nothing to choose by.
 """
 from pathlib import Path
-from typing import Any, Dict, Tuple, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
 import typer
 from wasabi import msg
@@ -14,20 +14,29 @@ from wasabi import msg
 from . import app
 
 
-def tune_pipeline(model: str, data: Union[str, Path], component: str = "relation_extractor") -> Tuple[Any, Dict[str, float]]:
+def tune_pipeline(
+    model: str, data: Union[str, Path], component: str = "relation_extractor", spans_key: Optional[str] = None
+) -> Tuple[Any, Dict[str, float]]:
     """The loaded pipeline with the thresholds of `component` tuned on `data`,
     and the thresholds chosen (only labels with gold relations in `data`).
+    `spans_key`: read the entities from this span group ("": doc.ents) instead
+    of the pipeline's setting, and keep it in the returned pipeline (a model
+    trained on overlapping gold entities that will read an NER's doc.ents).
     Wrong input (no such component, no docs, no gold relations) is a ValueError."""
     import spacy
 
     from ..corpus.reader import RelationCorpus
-    from ..pipeline.relation_extractor import get_relation_extractor
+    from ..pipeline.relation_extractor import entity_setters, get_relation_extractor, set_spans_key
 
     nlp = spacy.load(model)
     pipe = get_relation_extractor(nlp, component, where=f"The pipeline {model}")
+    if spans_key is not None:
+        set_spans_key(nlp, component, spans_key or None)
     examples = list(RelationCorpus(data)(nlp))
-    # run the upstream components, so the pipe sees what it sees at inference
-    upstream = [name for name in nlp.pipe_names if name != component]
+    # run the upstream components, so the pipe sees what it sees at inference,
+    # on the gold entities (an NER would add its own between them)
+    skip = {component, *entity_setters(nlp)}
+    upstream = [name for name in nlp.pipe_names if name not in skip]
     with nlp.select_pipes(enable=upstream):
         for eg, doc in zip(examples, nlp.pipe(eg.predicted for eg in examples)):
             eg.predicted = doc
@@ -40,10 +49,11 @@ def tune_cli(
     data: Path = typer.Argument(..., help="Dev DocBin file or folder", exists=True),
     output: Path = typer.Argument(..., help="Where to save the pipeline with tuned thresholds"),
     component: str = typer.Option("relation_extractor", "--component", "-c"),
+    spans_key: Optional[str] = typer.Option(None, "--spans-key", help="Read the entities from this span group (\"\": doc.ents) instead of the pipeline's setting, and save the pipeline so (e.g. trained on Multi-CrossRE's overlapping entities, used after an NER)"),
 ) -> None:
     """Tune per-label thresholds of a relation_extractor on dev data."""
     try:
-        nlp, chosen = tune_pipeline(model, data, component)
+        nlp, chosen = tune_pipeline(model, data, component, spans_key)
     except (ValueError, OSError) as err:
         msg.fail(str(err), exits=1)
     pipe = nlp.get_pipe(component)

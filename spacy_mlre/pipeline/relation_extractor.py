@@ -636,3 +636,29 @@ def _without_labels(eg: Example, keep: Set[str]) -> Example:
 
 def _gold_type_pairs(eg: Example) -> Set[Tuple[str, str]]:
     return {(str(r[2]), str(r[5])) for r in get_relation_rows(eg.reference)}
+
+
+def entity_setters(nlp: Language, before: Optional[str] = None) -> List[str]:
+    """The components that write entities (their factory `assigns` doc.ents or
+    doc.spans: ner, entity_ruler, spancat ...), those before `before` only
+    when given. Scoring or tuning with gold entities runs the pipeline
+    without them: spaCy's ner keeps preset entities but adds its own in the
+    tokens between them, which would add candidate pairs that gold-entity
+    scores must not have."""
+    names = nlp.pipe_names
+    if before is not None and before in names:
+        names = names[: names.index(before)]
+    return [
+        name for name in names
+        if any(attr == "doc.ents" or attr.startswith("doc.spans") for attr in nlp.get_pipe_meta(name).assigns)
+    ]
+
+
+def set_spans_key(nlp: Language, name: str, spans_key: Optional[str]) -> None:
+    """Make the component `name` read its entities from `spans_key` (None:
+    doc.ents), in its cfg (saved with its weights, and what a loaded pipe
+    reads) and in the pipeline's config, so that config.cfg says the same."""
+    nlp.get_pipe(name).cfg["spans_key"] = spans_key
+    pipe_config = getattr(nlp, "_pipe_configs", {}).get(name)
+    if pipe_config is not None:
+        pipe_config["spans_key"] = spans_key
