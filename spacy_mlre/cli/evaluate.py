@@ -40,7 +40,10 @@ def evaluate_pipeline(
     names, already loaded (to score several data sets with one load).
     `spans_key`: read the entities from this span group instead of the
     pipeline's own setting (data whose entities overlap, so doc.ents holds
-    only some of them: Multi-CrossRE's translations keep all in "entities")."""
+    only some of them: Multi-CrossRE's translations keep all in "entities").
+    `gold_ents`: the docs come with their gold entities and the components
+    before the relation extractor that write entities (an NER) stay off, since
+    spaCy's ner would add its own between them; else they find the entities."""
     import spacy
     from spacy.scorer import Scorer
     from thinc.api import require_gpu
