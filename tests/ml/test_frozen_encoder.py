@@ -2,7 +2,7 @@
 slot, checked against the tiny BERT run by hand (layer mean, piece pooling,
 strided windows), its cache (one encoder pass per doc), its frozenness, its
 serialization (a saved pipeline loads without the original folder) and its use
-in every relation architecture and in configs/pair_e5.cfg."""
+in every relation architecture and in configs/pair_e5.cfg and kernel_e5.cfg."""
 import json
 import shutil
 import subprocess
@@ -385,12 +385,14 @@ width = {WIDTH}
     assert nlp.get_pipe("relation_extractor").model.get_ref("kernel").get_dim("nI") == WIDTH
 
 
-def test_pair_e5_config_trains_with_spacy_train(tiny_corpus, tiny_bert, tmp_path):
+@pytest.mark.parametrize("config", ["pair_e5.cfg", "kernel_e5.cfg"])
+def test_e5_configs_train_with_spacy_train(tiny_corpus, tiny_bert, tmp_path, config):
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "spacy", "train", str(ROOT / "configs" / "pair_e5.cfg"), "--output", str(out),
+    cmd = [sys.executable, "-m", "spacy", "train", str(ROOT / "configs" / config), "--output", str(out),
            "--paths.train", str(tiny_corpus / "train.spacy"), "--paths.dev", str(tiny_corpus / "dev.spacy"),
            "--paths.transformer", str(tiny_bert), "--components.relation_extractor.model.tok2vec.n_layers", "1",
            "--components.relation_extractor.model.tok2vec.last_layer", "1",
+           "--components.relation_extractor.model.tok2vec.width", str(WIDTH),
            "--training.max_steps", "30", "--training.eval_frequency", "15"]
     result = subprocess.run(cmd, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
