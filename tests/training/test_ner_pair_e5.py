@@ -101,3 +101,23 @@ def test_entity_setters_are_found_by_what_they_assign():
     assert entity_setters(nlp) == ["entity_ruler", "ner", "spancat"]
     assert entity_setters(nlp, before="relation_extractor") == ["entity_ruler", "ner"]
 
+
+
+CALLS = []
+
+
+@spacy.Language.component("mlre_test_entity_writer", assigns=["doc.ents"])
+def _entity_writer(doc):
+    """Records that it ran; an NER stand-in that evaluation with gold entities must skip."""
+    CALLS.append(len(doc))
+    return doc
+
+
+def test_evaluate_runs_entity_writers_only_for_predicted_entities(trained_pipeline, tiny_corpus):
+    nlp = spacy.load(trained_pipeline)
+    nlp.add_pipe("mlre_test_entity_writer", before="relation_extractor")
+    CALLS.clear()
+    evaluate_pipeline(str(trained_pipeline), tiny_corpus / "dev.spacy", gold_ents=True, nlp=nlp)
+    assert CALLS == []
+    evaluate_pipeline(str(trained_pipeline), tiny_corpus / "dev.spacy", gold_ents=False, nlp=nlp)
+    assert len(CALLS) == 8  # the dev docs
