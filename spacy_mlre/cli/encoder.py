@@ -63,15 +63,9 @@ def build_cli(
 def _vocab_files(data: str) -> List[Path]:
     """The .spacy files of --vocab: comma-separated files, folders (searched
     recursively) or glob patterns, as the relation corpus reader takes them."""
-    from ..corpus.reader import expand_path
+    from ..corpus.reader import corpus_files
 
-    files: List[Path] = []
-    for part in filter(None, (p.strip() for p in data.split(","))):
-        for match in expand_path(part):
-            found = [match] if match.is_file() else sorted(match.rglob("*.spacy"))
-            if not found:
-                raise ValueError(f"No .spacy files under {match}")
-            files += found
+    files = corpus_files(filter(None, (p.strip() for p in data.split(","))))
     if not files:
         raise ValueError(f"--vocab {data!r} names no file.")
     return files

@@ -59,14 +59,7 @@ class RelationCorpus:
         # readers before any paths are given
         if not self.paths:
             raise ValueError("The relation corpus reader needs a path: set [paths.train] / [paths.dev] or pass --paths.train.")
-        files: List[Path] = []
-        for path in self.paths:
-            for match in expand_path(path):
-                found = [match] if match.is_file() else sorted(match.rglob("*.spacy"))
-                if not found:
-                    raise ValueError(f"No .spacy files under {match}")
-                files.extend(found)
-        return files
+        return corpus_files(self.paths)
 
     def __call__(self, nlp: Language) -> Iterator[Example]:
         count = 0
@@ -117,6 +110,19 @@ def expand_path(path: Union[str, Path]) -> List[Path]:
     if not path.exists():
         raise ValueError(f"Relation corpus {path} does not exist.")
     return [path]
+
+
+def corpus_files(paths: Iterable[Union[str, Path]]) -> List[Path]:
+    """The .spacy files that data arguments name: files, folders (searched
+    recursively) or glob patterns, in order."""
+    files: List[Path] = []
+    for path in paths:
+        for match in expand_path(path):
+            found = [match] if match.is_file() else sorted(match.rglob("*.spacy"))
+            if not found:
+                raise ValueError(f"No .spacy files under {match}")
+            files.extend(found)
+    return files
 
 
 class _Skipped:
