@@ -88,14 +88,25 @@ def shrink_cli(
     vocab: Optional[str] = typer.Option(
         None, "--vocab", help="DocBin files whose word pieces the encoder keeps (comma-separated; folders and globs allowed)"
     ),
+    quantize: Optional[str] = typer.Option(
+        None, "--quantize", help="int8-smooth: SmoothQuant int8 Linear layers (faster on CPU; needs --calibrate)"
+    ),
+    calibrate: Optional[str] = typer.Option(
+        None, "--calibrate", help="DocBin files to calibrate --quantize on (256 docs spread over them)"
+    ),
 ) -> None:
-    """Make a trained pipeline's frozen encoder smaller: round its weights, cut its vocabulary."""
+    """Make a trained pipeline's frozen encoder smaller or faster: round its
+    weights, cut its vocabulary, quantize its Linear layers."""
     import spacy
 
-    from ..encoders.shrink import ROUND_DTYPES, shrink_pipeline
+    from ..encoders.shrink import ROUND_DTYPES, shrink_pipeline, spread
 
-    if dtype is None and vocab is None:
-        msg.fail("Nothing to shrink: give --dtype float16|bfloat16, --vocab DATA, or both.", exits=1)
+    if dtype is None and vocab is None and quantize is None:
+        msg.fail("Nothing to shrink: give --dtype float16|bfloat16, --vocab DATA, --quantize int8-smooth, or several.", exits=1)
+    if quantize is not None and quantize != "int8-smooth":
+        msg.fail(f"--quantize {quantize}: expected int8-smooth", exits=1)
+    if (quantize is None) != (calibrate is None):
+        msg.fail("--quantize int8-smooth and --calibrate DATA go together", exits=1)
     if dtype is not None and dtype not in ROUND_DTYPES:
         msg.fail(f"--dtype {dtype}: expected one of {', '.join(ROUND_DTYPES)}", exits=1)
     if not model.is_dir():
@@ -106,10 +117,15 @@ def shrink_cli(
         files = _vocab_files(vocab) if vocab is not None else None
     except ValueError as err:
         msg.fail(f"--vocab: {err}", exits=1)
+    try:
+        calibration_files = _vocab_files(calibrate) if calibrate is not None else None
+    except ValueError as err:
+        msg.fail(f"--calibrate: {err}", exits=1)
     nlp = spacy.load(model)
     docs = _read_docs(files, nlp.vocab) if files is not None else None
+    calibration = spread(list(_read_docs(calibration_files, nlp.vocab))) if calibration_files is not None else None
     try:
-        reports = shrink_pipeline(nlp, dtype=dtype, vocab_docs=docs)
+        reports = shrink_pipeline(nlp, dtype=dtype, vocab_docs=docs, quantize=quantize, calibration_docs=calibration)
     except ValueError as err:
         msg.fail(str(err), exits=1)
     for name, r in reports.items():
@@ -117,6 +133,7 @@ def shrink_cli(
             f"{name}: {r['pieces_after']:,} of {r['pieces_before']:,} word pieces kept; embedding table "
             f"{r['embedding_bytes_before'] / 2**20:.1f} MiB ({r['weights_dtype_before']}) -> "
             f"{r['embedding_bytes_after'] / 2**20:.1f} MiB ({r['weights_dtype_after']})"
+            + (f"; Linear layers {r['quantize']}" if r.get("quantize") else "")
         )
     nlp.to_disk(output)
     before, after = _folder_size(model), _folder_size(output)

@@ -122,7 +122,6 @@ def test_float16_halves_the_weights(tiny_bert, tmp_path):
     _assert_close(_vectors(loaded), vectors, atol=0)  # the rounded weights are what was saved
 
 
-@pytest.mark.filterwarnings("ignore:TypedStorage is deprecated")  # torch.load of the quantized layers
 def test_int8_encoder_rounds_and_cuts(tiny_bert, tmp_path):
     """Quantized Linear layers stay as they are; the rest is rounded and saved so."""
     nlp = spacy.blank("xx")
@@ -137,6 +136,24 @@ def test_int8_encoder_rounds_and_cuts(tiny_bert, tmp_path):
     loaded = spacy.load(tmp_path / "shrunk")
     assert (_shim(loaded).quantize, _shim(loaded).weights_dtype) == ("int8", "bfloat16")
     _assert_close(_vectors(loaded), vectors, atol=0)
+
+
+def test_int8_smooth_after_training_is_saved_as_used(tiny_bert, tmp_path):
+    """Quantized after training on calibration docs; the saved pipeline computes
+    what the quantized one in memory did, and says it is quantized."""
+    nlp = _pipeline(tiny_bert)
+    before = _vectors(nlp)
+    reports = shrink_pipeline(nlp, quantize="int8-smooth", calibration_docs=[nlp.make_doc(t) for t in TEXTS])
+    assert reports["tok2vec"]["quantize"] == "int8-smooth"
+    vectors = _vectors(nlp)
+    assert not all(numpy.array_equal(a, b) for a, b in zip(vectors, before))
+    _assert_close(vectors, before, atol=5e-2)
+    nlp.to_disk(tmp_path / "smooth")
+    loaded = spacy.load(tmp_path / "smooth")
+    assert _shim(loaded).quantize == "int8-smooth"
+    _assert_close(_vectors(loaded), vectors, atol=0)
+    with pytest.raises(ValueError, match="already quantized"):
+        shrink_pipeline(loaded, quantize="int8-smooth", calibration_docs=[loaded.make_doc(TEXTS[0])])
 
 
 def test_float16_overflow_is_refused(tiny_bert):
@@ -187,10 +204,20 @@ def test_cli_shrinks_a_saved_pipeline(saved):
     assert shim.weights_dtype == "bfloat16" and len(shim.tokenizer) < len(_shim(spacy.load(saved / "pipeline")).tokenizer)
 
 
+def test_cli_quantizes_with_calibration_docs(saved):
+    out = saved / "quantized"
+    code, output = _shrink(saved / "pipeline", out, "--quantize", "int8-smooth", "--calibrate", saved / "docs.spacy")
+    assert code == 0, output
+    assert "Linear layers int8-smooth" in output
+    assert _shim(spacy.load(out)).quantize == "int8-smooth"
+
+
 @pytest.mark.parametrize("args, expected", [
     ([], "Nothing to shrink"),
     (["--vocab", "{dir}/missing.spacy"], "{dir}/missing.spacy does not exist"),
     (["--dtype", "int8"], "--dtype int8: expected one of float16, bfloat16"),
+    (["--quantize", "int8-smooth"], "--quantize int8-smooth and --calibrate DATA go together"),
+    (["--quantize", "int4", "--calibrate", "{dir}/docs.spacy"], "--quantize int4: expected int8-smooth"),
 ])
 def test_cli_errors(saved, tmp_path, args, expected):
     args = [a.format(dir=saved) for a in args]

@@ -323,7 +323,7 @@ def test_last_layer_drops_the_layers_above_it(tiny_bert, nlp, tmp_path):
 def test_settings_are_checked():
     with pytest.raises(ValueError, match="last_layer must be at least n_layers"):
         build_frozen_encoder("x", n_layers=4, last_layer=3)
-    with pytest.raises(ValueError, match="quantize must be null or"):
+    with pytest.raises(ValueError, match="quantize must be null, \"int8\" or \"int8-smooth\""):
         build_frozen_encoder("x", quantize="int4")
     with pytest.raises(ValueError, match="weights_dtype must be one of"):
         build_frozen_encoder("x", weights_dtype="int8")
