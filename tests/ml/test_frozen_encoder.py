@@ -236,7 +236,7 @@ def test_backprop_changes_no_encoder_weight(tiny_bert, nlp, gold_docs):
     assert backprop([numpy.ones((len(d), WIDTH), dtype="f") for d in docs]) is docs
 
 
-@pytest.mark.parametrize("weights_dtype,quantize", [("float32", None), ("float16", None), ("float32", "int8")])
+@pytest.mark.parametrize("weights_dtype,quantize", [("float32", None), ("float16", None), ("float32", "int8"), ("float16", "int8-smooth")])
 def test_saved_pipeline_loads_without_the_original_folder(tiny_bert, nlp, gold_docs, tmp_path, weights_dtype, quantize):
     folder = tmp_path / "encoder"
     shutil.copytree(tiny_bert, folder)
