@@ -59,17 +59,23 @@ def label_loss(logits: numpy.ndarray, targets: numpy.ndarray, weights: numpy.nda
 
 def decode_labels(probs: numpy.ndarray, thresholds: numpy.ndarray, multi_label: bool) -> Tuple[numpy.ndarray, numpy.ndarray]:
     """(rows, label columns) predicted: every label at or above its threshold
-    (multi-label), or the most probable output when it is a label at or above
-    its threshold (single-label; the last output is no-relation)."""
+    (multi-label), or the most probable label when it is at or above its
+    threshold (single-label; the last output, no-relation, is not compared).
+
+    Single-label: at thresholds of 0.5 or more this is the argmax over all
+    outputs (a label above 0.5 beats no-relation). Below 0.5 a label can win
+    where no-relation is the argmax: models trained on mostly unrelated pairs
+    (AMNRE's bags) put no-relation first almost everywhere while their label
+    probabilities still rank well, and a threshold tuned on dev reads them."""
     n_labels = len(thresholds)
     probs = numpy.asarray(probs)
     if multi_label:
         rows, cols = numpy.nonzero(probs[:, :n_labels] >= numpy.asarray(thresholds)[None, :])
         return rows, cols
-    if not probs.size:
+    if not probs.size or not n_labels:
         return numpy.zeros((0,), dtype="int64"), numpy.zeros((0,), dtype="int64")
-    best = probs.argmax(axis=1)
+    best = probs[:, :n_labels].argmax(axis=1)
     best_score = probs[numpy.arange(len(best)), best]
-    keep = (best < n_labels) & (best_score >= numpy.append(thresholds, numpy.inf)[best])
+    keep = best_score >= numpy.asarray(thresholds)[best]
     rows = numpy.nonzero(keep)[0]
     return rows, best[rows]

@@ -419,9 +419,9 @@ class RelationExtractor(TrainablePipe):
         return the chosen ones; they are stored in the component (and saved
         with it). Only labels with gold relations in `examples` are tuned: on a
         label without any, every threshold scores F1 0 and the lowest would win,
-        so such a label keeps the threshold it had."""
-        if not self.cfg["multi_label"]:
-            raise ValueError("Per-label thresholds apply to multi_label decoding only.")
+        so such a label keeps the threshold it had. Single-label models are
+        tuned the same way on the pairs where the label is the most probable
+        one (decode_labels)."""
         if not self._protocol.tunable:
             raise ValueError("Per-label thresholds are tuned on candidate pairs; a joint model (MERE) decodes its own spans: use the global threshold.")
         examples = list(examples)
@@ -439,11 +439,16 @@ class RelationExtractor(TrainablePipe):
         docs = [eg.predicted for eg in examples]
         cands, probs = self.predict(docs)
         targets = self.get_targets(examples, (docs, cands)).astype(bool)
+        n_labels = len(self.labels)
+        # single-label: a label is predicted only where it is the most probable label
+        eligible = None if self.cfg["multi_label"] or not len(probs) else probs[:, :n_labels].argmax(axis=1)
         chosen = {}
         for j, label in enumerate(self.labels):
             if n_gold[j] == 0:
                 continue
             predicted = probs[:, j][None, :] >= grid[:, None]
+            if eligible is not None:
+                predicted &= (eligible == j)[None, :]
             tp = (predicted & targets[:, j][None, :]).sum(axis=1)
             fp = predicted.sum(axis=1) - tp
             f1 = 2 * tp / numpy.maximum(2 * tp + fp + (n_gold[j] - tp), 1)

@@ -2,6 +2,7 @@ import os
 import subprocess
 import sys
 
+import numpy
 import pytest
 import spacy
 from spacy.tokens import Doc, Span
@@ -200,6 +201,36 @@ def test_tune_thresholds(nlp, gold_docs, tmp_path):
     assert all(k[4] != "works_for" for k in keys)
     nlp.to_disk(tmp_path / "p")
     assert spacy.load(tmp_path / "p").get_pipe("relation_extractor").cfg["thresholds"]["works_for"] == pytest.approx(0.9999999)
+
+
+def test_single_label_decoding_reads_labels_below_no_relation():
+    """The best label wins at its threshold even where no-relation is the
+    argmax; at 0.5 and above that is the plain argmax."""
+    from spacy_mlre.ml.losses import decode_labels
+
+    probs = numpy.array([[0.30, 0.10, 0.60],   # no-relation first, label 0 at 0.30
+                         [0.70, 0.20, 0.10],   # label 0 first
+                         [0.05, 0.15, 0.80],   # label 1 best of the labels, at 0.15
+                         [0.50, 0.50, 0.00]])  # a tie between labels: the first
+    rows, cols = decode_labels(probs, numpy.array([0.5, 0.5]), multi_label=False)
+    assert (rows.tolist(), cols.tolist()) == ([1, 3], [0, 0])
+    rows, cols = decode_labels(probs, numpy.array([0.25, 0.1]), multi_label=False)
+    assert (rows.tolist(), cols.tolist()) == ([0, 1, 2, 3], [0, 0, 1, 0])
+    rows, _ = decode_labels(probs[:0], numpy.array([0.5, 0.5]), multi_label=False)
+    assert rows.size == 0
+
+
+def test_tune_thresholds_single_label(nlp, gold_docs):
+    """Single-label pipes are tuned too: a label is counted only where it is the
+    most probable label, as decoding predicts it."""
+    rel = nlp.add_pipe("relation_extractor", config={"multi_label": False})
+    _train(nlp, _examples(gold_docs), steps=30)
+    examples = _examples(gold_docs)
+    chosen = rel.tune_thresholds(examples)
+    assert set(chosen) == set(rel.labels) and all(0.0 < t < 1.0 for t in chosen.values())
+    gold = {k for d in gold_docs for k in relation_keys(d)}
+    predicted = {k for d in nlp.pipe([make_input_doc(g) for g in gold_docs]) for k in relation_keys(d)}
+    assert predicted & gold
 
 
 def test_multiprocess_pipe_matches_single_process(trained_pipeline, tiny_corpus):
