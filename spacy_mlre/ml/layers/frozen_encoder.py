@@ -66,8 +66,9 @@ SmoothQuant scales (smooth_quant.py), calibrated at initialize on the docs it
 is given (spaCy passes a sample of about 10 training docs), and moves them
 much less (cosine 0.99) at the same speed. The quantized weights are what the
 pipeline saves (a quarter of the Linear bytes), so a loaded pipeline computes
-exactly what training saw; the embedding tables stay in `weights_dtype`. Small forward passes are faster on a CPU than big
-ones (the activations stay in cache), hence `max_batch_items` of 512.
+exactly what training saw; the embedding tables stay in `weights_dtype`. Small
+forward passes are faster on a CPU than big ones (the activations stay in
+cache), hence `max_batch_items` of 512.
 """
 import io
 import tempfile
@@ -87,7 +88,7 @@ from .doc_cache import DocCache, doc_key
 
 DTYPES = ("float32", "float16", "bfloat16")
 SMOOTH = "int8-smooth"
-QUANTIZE = (None, "int8", "int8-smooth")
+QUANTIZE = (None, "int8", SMOOTH)
 
 
 @registry.architectures("spacy_mlre.FrozenEncoder.v1")
