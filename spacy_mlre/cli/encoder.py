@@ -61,13 +61,14 @@ def build_cli(
 
 
 def _vocab_files(data: str) -> List[Path]:
-    """The .spacy files of --vocab: comma-separated files, folders (searched
-    recursively) or glob patterns, as the relation corpus reader takes them."""
+    """The .spacy files of --vocab or --calibrate: comma-separated files,
+    folders (searched recursively) or glob patterns, as the relation corpus
+    reader takes them. Errors name the data, the caller names the option."""
     from ..corpus.reader import corpus_files
 
     files = corpus_files(filter(None, (p.strip() for p in data.split(","))))
     if not files:
-        raise ValueError(f"--vocab {data!r} names no file.")
+        raise ValueError(f"{data!r} names no file.")
     return files
 
 
