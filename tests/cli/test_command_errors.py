@@ -75,6 +75,13 @@ def test_tune_leaves_labels_without_dev_support_alone_and_says_so(trained_pipeli
     assert set(cfg["thresholds"]) == {"works_for"}
 
 
+@pytest.mark.parametrize("grid,said", [("0.1,x", "'x' is not a number"), ("0.2,1.5", "1.5 is not a threshold between 0 and 1")])
+def test_tune_with_a_wrong_grid_names_the_entry_and_saves_nothing(trained_pipeline, tiny_corpus, tmp_path, grid, said):
+    out = _fails(_invoke("tune", trained_pipeline, tiny_corpus / "dev.spacy", tmp_path / "tuned", "--grid", grid))
+    assert f"--grid: {said}" in out
+    assert not (tmp_path / "tuned").exists()
+
+
 def test_tune_on_dev_data_without_relations_fails_and_saves_nothing(trained_pipeline, inputs, tmp_path):
     out = _fails(_invoke("tune", trained_pipeline, inputs["bare"], tmp_path / "tuned"))
     assert "No gold relations of the 'relation_extractor' component's labels" in out and "nothing to tune on" in out

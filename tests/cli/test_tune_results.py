@@ -21,6 +21,15 @@ def test_tune_saves_per_label_thresholds(trained_pipeline, tiny_corpus, tmp_path
     assert set(cfg["thresholds"]) == {"works_for", "employs"}
 
 
+def test_tune_chooses_from_the_given_grid(trained_pipeline, tiny_corpus, tmp_path):
+    """--grid: every tuned threshold is one of its values (printed unrounded)."""
+    out = _run("tune", trained_pipeline, tiny_corpus / "dev.spacy", tmp_path / "tuned", "--grid", "0.005,0.015")
+    cfg = spacy.load(tmp_path / "tuned").get_pipe("relation_extractor").cfg
+    assert set(cfg["thresholds"]) == {"works_for", "employs"}
+    assert set(cfg["thresholds"].values()) <= {0.005, 0.015}
+    assert f"works_for\t{cfg['thresholds']['works_for']:g}" in out
+
+
 def test_results_table_collects_every_variant(trained_pipeline, tiny_corpus, tmp_path):
     metrics = tmp_path / "metrics"
     for variant in ("pair", "pair-tuned"):
