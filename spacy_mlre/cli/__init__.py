@@ -1,4 +1,4 @@
-"""The `python -m spacy_mlre` command line: convert | evaluate | tune | extract | assets | results | benchmark | render | crosslingual.
+"""The `python -m spacy_mlre` command line: convert | evaluate | tune | extract | assets | results | benchmark | render | crosslingual | split.
 
 Each command lives in its own module and registers itself on `app` when
 `main()` imports it, not on `import spacy_mlre.cli`, so that importing one
@@ -16,7 +16,7 @@ app = typer.Typer(
 
 def _load_commands() -> None:
     """Register every command on `app`."""
-    from . import assets, benchmark, convert, crosslingual, encoder, evaluate, extract, render, results, tune  # noqa: F401
+    from . import assets, benchmark, convert, crosslingual, encoder, evaluate, extract, render, results, split, tune  # noqa: F401
 
 
 def main() -> None:
