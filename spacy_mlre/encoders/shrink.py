@@ -96,9 +96,10 @@ def round_weights(shim: FrozenHFShim, dtype: str) -> Report:
 # Vocabulary ------------------------------------------------------------------
 
 
-def cut_vocabulary(shim: FrozenHFShim, words_iter: Iterable[Sequence[str]]) -> Report:
+def cut_vocabulary(shim: FrozenHFShim, words_iter: Iterable[Any], pieces_from: str = "words") -> Report:
     """Keep only the word pieces of the special tokens, of `words_iter` (each
-    item one doc's token texts, tokenized as FrozenEncoder.v1 does) and the
+    item one doc's token texts, or its text when `pieces_from` is "text":
+    tokenized as FrozenEncoder.v1 does with that setting) and the
     one-character pieces; renumber them in their old order, so that ids below
     the first dropped one (the special tokens at 0..3) stay put.
 
@@ -117,7 +118,7 @@ def cut_vocabulary(shim: FrozenHFShim, words_iter: Iterable[Sequence[str]]) -> R
         raise ValueError(f"The tokenizer has {n_pieces} pieces but the embedding table only {n_rows} rows.")
 
     keep_set = _special_ids(tokenizer, data, shim._model.config) | _ONE_CHARACTER[model_type](data["model"])
-    keep_set |= _doc_piece_ids(tokenizer, words_iter)
+    keep_set |= _doc_piece_ids(tokenizer, words_iter, pieces_from)
     outside = sorted(i for i in keep_set if not 0 <= i < n_pieces)
     if outside:  # the config's pad/bos/eos ids, which the tokenizer must number
         raise ValueError(f"Special ids {outside} lie outside the tokenizer's {n_pieces} pieces.")
@@ -221,15 +222,16 @@ _REWRITE_MODEL: Dict[str, Callable[[Dict[str, Any], List[int], Dict[int, int]], 
 }
 
 
-def _doc_piece_ids(tokenizer, words_iter: Iterable[Sequence[str]]) -> Set[int]:
-    """Every piece id of the docs, tokenized as FrozenEncoder.v1's `_word_pieces` does."""
+def _doc_piece_ids(tokenizer, words_iter: Iterable[Any], pieces_from: str = "words") -> Set[int]:
+    """Every piece id of the docs, tokenized as FrozenEncoder.v1's `doc_pieces` does."""
     ids: Set[int] = set()
-    words = (list(w) for w in words_iter if len(w))
+    as_text = pieces_from == "text"
+    items = (w if as_text else list(w) for w in words_iter if len(w))
     while True:
-        batch = list(islice(words, BATCH_DOCS))
+        batch = list(islice(items, BATCH_DOCS))
         if not batch:
             return ids
-        enc = tokenizer(batch, is_split_into_words=True, add_special_tokens=False, verbose=False)
+        enc = tokenizer(batch, is_split_into_words=not as_text, add_special_tokens=False, verbose=False)
         for piece_ids in enc["input_ids"]:
             ids.update(piece_ids)
 
@@ -352,16 +354,19 @@ def shrink_pipeline(
         raise ValueError(f"The pipeline holds no FrozenEncoder.v1 (spacy_mlre.FrozenEncoder.v1); its components: {names}.")
     for name, _, shim in found:
         _require_model(shim, f" of component {name!r}")
-    words = None
+    words = texts = None
     if vocab_docs is not None:
+        vocab_docs = list(vocab_docs)
         words = [[token.text for token in doc] for doc in vocab_docs]
+        texts = [doc.text for doc in vocab_docs]
         if not any(words):
             raise ValueError("The docs for the vocabulary hold no tokens: the encoder would keep only single characters.")
     reports: Dict[str, Report] = {}
     for name, node, shim in found:
         before = _sizes(shim, "before")
         if words is not None:
-            cut_vocabulary(shim, words)
+            pieces_from = node.attrs.get("pieces_from", "words")
+            cut_vocabulary(shim, texts if pieces_from == "text" else words, pieces_from)
         if dtype is not None:
             round_weights(shim, dtype)
             if "weights_dtype" in node.attrs:  # saved with the model: says how its weights are stored

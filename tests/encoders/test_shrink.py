@@ -230,8 +230,10 @@ def test_cli_errors(saved, tmp_path, args, expected):
 
 
 @pytest.mark.skipif(not (E5 / "tokenizer.json").exists(), reason="assets/multilingual-e5-small is not there")
-def test_cut_real_e5_tokenizer():
-    """Pieces and embedding rows of the kept sentences survive the cut. Only the
+@pytest.mark.parametrize("pieces_from", ["words", "text"])
+def test_cut_real_e5_tokenizer(pieces_from):
+    """Pieces and embedding rows of the kept sentences, tokenized as the encoder's
+    `pieces_from` says (as words, or their text), survive the cut. Only the
     tokenizer and the embedding table are real: a one-layer BERT holds them."""
     import torch
     from safetensors import safe_open
@@ -257,21 +259,25 @@ def test_cut_real_e5_tokenizer():
     shim = FrozenHFShim()
     shim._set(tokenizer, model, "float32", round_weights=False)
 
-    def encode(word_lists):
-        enc = shim.tokenizer(word_lists, is_split_into_words=True, add_special_tokens=False)
+    as_text = pieces_from == "text"
+    kept = sentences if as_text else words
+
+    def encode(items):
+        enc = shim.tokenizer(items, is_split_into_words=not as_text, add_special_tokens=False)
         return enc["input_ids"], [shim.tokenizer.convert_ids_to_tokens(ids) for ids in enc["input_ids"]]
 
-    old_ids, old_pieces = encode(words)
-    unseen = [["Zürich", "Kraków"]]
+    old_ids, old_pieces = encode(kept)
+    unseen = ["Zürich Kraków"] if as_text else [["Zürich", "Kraków"]]
     assert tokenizer.unk_token_id not in encode(unseen)[0][0]
-    report = cut_vocabulary(shim, words)
+    report = cut_vocabulary(shim, kept, pieces_from)
     assert report["pieces_before"] == 250_002 and report["rows_before"] == len(table)
     assert report["pieces_after"] == report["rows_after"] == config.vocab_size < 30_000
     assert shim.tokenizer.convert_ids_to_tokens([0, 1, 2, 3]) == ["<s>", "<pad>", "</s>", "<unk>"]
     assert shim.tokenizer.convert_ids_to_tokens(report["pieces_after"] - 1) == "<mask>"
     assert shim.special_tokens() == ([0], [2]) and shim._model.config.pad_token_id == 1
-    new_ids, new_pieces = encode(words)
+    new_ids, new_pieces = encode(kept)
     assert new_pieces == old_pieces
+    assert as_text == ("▁" not in old_pieces[1][1:])  # as words, 。 is a word of its own: ▁ 。
     new_table = shim._model.get_input_embeddings().weight
     for old, new in zip(old_ids, new_ids):
         assert torch.equal(new_table[new], table[old])

@@ -81,6 +81,46 @@ def _hand_vectors(path, words, n_layers, windows=None, last_layer=None):
     return vectors
 
 
+def _hand_text_vectors(path, doc, n_layers):
+    """Token vectors with pieces_from = "text", by hand: the doc's text tokenized
+    as written, each token the mean of the pieces whose characters overlap its
+    own (trailing whitespace excluded), a token without one the next piece."""
+    from transformers import AutoModel, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(path))
+    hf = AutoModel.from_pretrained(str(path)).eval()
+    enc = tok(doc.text, add_special_tokens=False, return_offsets_mapping=True)
+    with torch.no_grad():
+        out = hf(input_ids=torch.tensor([enc["input_ids"]]), output_hidden_states=True)
+    pieces = numpy.stack([h[0].numpy() for h in out.hidden_states[-n_layers:]]).mean(axis=0)
+    spans = enc["offset_mapping"]
+    vectors = numpy.zeros((len(doc), WIDTH))
+    for i, token in enumerate(doc):
+        start, end = token.idx, token.idx + len(token.text)
+        mine = [j for j, (s, e) in enumerate(spans) if e > s and s < end and e > start]
+        following = [j for j, (s, e) in enumerate(spans) if e > start]
+        vectors[i] = pieces[mine].mean(axis=0) if mine else pieces[following[0] if following else -1]
+    return vectors
+
+
+def test_pieces_from_text_pools_each_piece_into_the_tokens_it_overlaps(tiny_bert, nlp):
+    # tokens written without a space between them: "Siemens" + "werk" is one word to the tokenizer
+    words, spaces = ["Dieter", "arbeitet", "im", "Siemens", "werk", "in", "München", "."], [1, 1, 1, 0, 1, 1, 0, 0]
+    doc = Doc(nlp.vocab, words=words, spaces=[bool(x) for x in spaces])
+    (text_vectors,) = _encoder(tiny_bert, pieces_from="text").predict([doc])
+    numpy.testing.assert_allclose(text_vectors, _hand_text_vectors(tiny_bert, doc, 2), atol=1e-5)
+    (word_vectors,) = _encoder(tiny_bert).predict([doc])
+    assert not numpy.allclose(text_vectors[3], word_vectors[3], atol=1e-3)  # "Siemens" is not a word of its own now
+
+
+def test_pieces_from_text_equals_words_on_space_separated_text(tiny_bert, nlp):
+    """A WordPiece tokenizer splits text at spaces and punctuation: the same pieces either way."""
+    doc = nlp("Dieter  arbeitet für Siemens in München .")
+    (text_vectors,) = _encoder(tiny_bert, pieces_from="text").predict([doc])
+    (word_vectors,) = _encoder(tiny_bert).predict([doc])
+    numpy.testing.assert_allclose(text_vectors, word_vectors, atol=1e-5)
+
+
 @pytest.mark.parametrize("n_layers", [1, 2])
 @pytest.mark.parametrize("specials", [False, True])
 def test_token_vectors_are_the_layer_mean_over_pieces(tiny_bert, tiny_bert_cls, nlp, n_layers, specials):
@@ -327,6 +367,8 @@ def test_settings_are_checked():
         build_frozen_encoder("x", quantize="int4")
     with pytest.raises(ValueError, match="weights_dtype must be one of"):
         build_frozen_encoder("x", weights_dtype="int8")
+    with pytest.raises(ValueError, match="pieces_from must be \"words\" or \"text\", got 'chars'"):
+        build_frozen_encoder("x", pieces_from="chars")
 
 
 def test_width_is_checked(tiny_bert):

@@ -5,9 +5,11 @@ architecture (PairClassifier, KernelMatrix, MERE; AMNRE's `embed`): one row per
 spaCy token, `nO` = the encoder's hidden size (set at initialize; `width`, when
 given, is checked against it so that other blocks can read it with ${...}).
 
-What a token's vector is. The doc's tokens go to the fast tokenizer as
-pre-split words (`is_split_into_words`), so every word piece belongs to one
-token (`word_ids`). The pieces are cut into windows of at most `window` pieces
+What a token's vector is. With `pieces_from = "words"` the doc's tokens go to
+the fast tokenizer as pre-split words (`is_split_into_words`), so every word
+piece belongs to one token (`word_ids`); with "text" the doc's text goes to it
+as written, and a piece belongs to every token its characters overlap (Chinese
+中国的 is one piece, then pooled into both 中国 and 的). The pieces are cut into windows of at most `window` pieces
 (default: as many as the model's positions allow after its special tokens),
 the next window starting `stride` pieces later (default 3/4 of the window) and
 the last one ending at the doc's last piece; each window is wrapped in the
@@ -74,7 +76,7 @@ import io
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy
 import srsly
@@ -89,6 +91,7 @@ from .doc_cache import DocCache, doc_key
 DTYPES = ("float32", "float16", "bfloat16")
 SMOOTH = "int8-smooth"
 QUANTIZE = (None, "int8", SMOOTH)
+PIECES_FROM = ("words", "text")
 
 
 @registry.architectures("spacy_mlre.FrozenEncoder.v1")
@@ -105,6 +108,7 @@ def build_frozen_encoder(
     width: Optional[int] = None,
     tokenizer_config: Dict[str, Any] = {},
     transformer_config: Dict[str, Any] = {},
+    pieces_from: str = "words",
 ) -> Model[List[Doc], List[Floats2d]]:
     """Token vectors from a frozen Hugging Face encoder (never trained).
 
@@ -130,6 +134,12 @@ def build_frozen_encoder(
     tokenizer_config, transformer_config: keyword arguments of
         AutoTokenizer.from_pretrained / AutoModel.from_pretrained (e.g.
         {"add_prefix_space": true} for byte-level BPE tokenizers).
+    pieces_from: "words" tokenizes each spaCy token as a word (a SentencePiece
+        tokenizer then puts a word boundary before every token), "text" the
+        doc's text as written, each piece pooled into every token its
+        characters overlap. For scripts written without spaces (Chinese) only
+        "text" gives the encoder input like its pretraining text: "words"
+        splits 中国的 into ▁ 中国 ▁ 的.
     """
     if n_layers < 1:
         raise ValueError(f"FrozenEncoder.v1 n_layers must be at least 1, got {n_layers}.")
@@ -142,6 +152,8 @@ def build_frozen_encoder(
             f"FrozenEncoder.v1 averages n_layers = {n_layers} layers up to last_layer = {last_layer}: "
             "last_layer must be at least n_layers."
         )
+    if pieces_from not in PIECES_FROM:
+        raise ValueError(f"FrozenEncoder.v1 pieces_from must be \"words\" or \"text\", got {pieces_from!r}.")
     if window is not None and window < 1:
         raise ValueError(f"FrozenEncoder.v1 window must be positive or null, got {window}.")
     if stride is not None and (stride < 1 or (window is not None and stride > window)):
@@ -167,6 +179,7 @@ def build_frozen_encoder(
             "weights_dtype": weights_dtype,
             "quantize": quantize,
             "width": width,
+            "pieces_from": pieces_from,
         },
     )
 
@@ -456,19 +469,65 @@ def _window_size(model: Model, shim: FrozenHFShim) -> Tuple[int, int]:
     return size, min(stride, size)
 
 
-def _word_pieces(shim: FrozenHFShim, docs: Sequence[Doc]) -> List[Tuple[numpy.ndarray, numpy.ndarray]]:
-    """Per doc: its word-piece ids and the token index of each piece."""
+class DocPieces(NamedTuple):
+    """A doc's word pieces and which tokens each one is pooled into: piece
+    `piece_idx[k]` belongs to token `token_idx[k]` (sorted by token); a token
+    that owns no piece takes piece `next_piece[token]`."""
+
+    ids: numpy.ndarray
+    piece_idx: numpy.ndarray
+    token_idx: numpy.ndarray
+    next_piece: numpy.ndarray
+
+
+def doc_pieces(tokenizer: Any, docs: Sequence[Doc], pieces_from: str = "words") -> List[DocPieces]:
+    """The word pieces of each doc, tokenized as FrozenEncoder.v1 does (see `pieces_from`)."""
+    if pieces_from == "text":
+        return _text_pieces(tokenizer, docs)
+    return _word_pieces(tokenizer, docs)
+
+
+def _word_pieces(tokenizer: Any, docs: Sequence[Doc]) -> List[DocPieces]:
+    """Each token tokenized as a word: every piece belongs to one token."""
     words = [[token.text for token in doc] for doc in docs]
-    enc = shim.tokenizer(words, is_split_into_words=True, add_special_tokens=False, verbose=False)
+    enc = tokenizer(words, is_split_into_words=True, add_special_tokens=False, verbose=False)
     result = []
-    for i in range(len(docs)):
+    for i, doc in enumerate(docs):
         word_ids = enc.word_ids(i)
         ids = numpy.asarray(enc["input_ids"][i], dtype="int64")
         if None in word_ids:  # a tokenizer that adds special tokens regardless
             keep = numpy.array([w is not None for w in word_ids], dtype=bool)
             ids = ids[keep]
             word_ids = [w for w in word_ids if w is not None]
-        result.append((ids, numpy.asarray(word_ids, dtype="int64").reshape(-1)))
+        owners = numpy.asarray(word_ids, dtype="int64").reshape(-1)
+        if (numpy.diff(owners) < 0).any():
+            raise ValueError("FrozenEncoder.v1: the tokenizer returned word pieces out of word order.")
+        next_piece = numpy.searchsorted(owners, numpy.arange(len(doc)), side="left")
+        result.append(DocPieces(ids, numpy.arange(len(ids)), owners, next_piece))
+    return result
+
+
+def _text_pieces(tokenizer: Any, docs: Sequence[Doc]) -> List[DocPieces]:
+    """The doc's text tokenized as written; a piece belongs to every token whose
+    characters (trailing whitespace excluded) its character span overlaps."""
+    enc = tokenizer([doc.text for doc in docs], add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+    result = []
+    for i, doc in enumerate(docs):
+        ids = numpy.asarray(enc["input_ids"][i], dtype="int64")
+        offsets = numpy.asarray(enc["offset_mapping"][i], dtype="int64").reshape(-1, 2)
+        if len(offsets) != len(ids):
+            raise ValueError("FrozenEncoder.v1 pieces_from = \"text\" needs a fast tokenizer with offsets.")
+        starts = numpy.fromiter((t.idx for t in doc), dtype="int64", count=len(doc))
+        ends = starts + numpy.fromiter((len(t.text) for t in doc), dtype="int64", count=len(doc))
+        first = numpy.searchsorted(ends, offsets[:, 0], side="right")  # first token ending after the piece starts
+        last = numpy.searchsorted(starts, offsets[:, 1], side="left") - 1  # last token starting before it ends
+        n_owned = numpy.where(offsets[:, 1] > offsets[:, 0], numpy.maximum(last - first + 1, 0), 0)
+        piece_idx = numpy.repeat(numpy.arange(len(ids)), n_owned)
+        ramp = numpy.arange(len(piece_idx)) - numpy.repeat(numpy.cumsum(n_owned) - n_owned, n_owned)
+        token_idx = numpy.repeat(first, n_owned) + ramp
+        order = numpy.argsort(token_idx, kind="stable")
+        next_piece = numpy.searchsorted(offsets[:, 1], starts, side="right")  # first piece ending after the token starts
+        result.append(DocPieces(ids, piece_idx[order], token_idx[order], next_piece))
     return result
 
 
@@ -517,42 +576,41 @@ def encode_docs(model: Model, docs: Sequence[Doc]) -> List[numpy.ndarray]:
     shim = get_shim(model)
     width = model.get_dim("nO")
     size, stride = _window_size(model, shim)
-    pieces = _word_pieces(shim, docs)
+    pieces = doc_pieces(shim.tokenizer, docs, model.attrs.get("pieces_from", "words"))
     windows: List[numpy.ndarray] = []
     owners: List[Tuple[int, int, int]] = []
-    for d, (ids, _) in enumerate(pieces):
+    for d, (ids, *_) in enumerate(pieces):
         for start, end in window_bounds(len(ids), size, stride):
             if end > start:
                 windows.append(ids[start:end])
                 owners.append((d, start, end))
     encoded = _encode_windows(model, shim, windows) if windows else []
-    sums = [numpy.zeros((len(ids), width), dtype="float32") for ids, _ in pieces]
-    counts = [numpy.zeros((len(ids),), dtype="float32") for ids, _ in pieces]
+    sums = [numpy.zeros((len(p.ids), width), dtype="float32") for p in pieces]
+    counts = [numpy.zeros((len(p.ids),), dtype="float32") for p in pieces]
     for (d, start, end), vectors in zip(owners, encoded):
         sums[d][start:end] += vectors
         counts[d][start:end] += 1
     result = []
-    for doc, (ids, word_ids), piece_sum, piece_count in zip(docs, pieces, sums, counts):
-        piece_vecs = piece_sum / piece_count[:, None] if len(ids) else piece_sum
-        result.append(_pool_tokens(piece_vecs, word_ids, len(doc), width))
+    for doc, doc_p, piece_sum, piece_count in zip(docs, pieces, sums, counts):
+        piece_vecs = piece_sum / piece_count[:, None] if len(doc_p.ids) else piece_sum
+        result.append(_pool_tokens(piece_vecs, doc_p, len(doc), width))
     return result
 
 
-def _pool_tokens(piece_vecs: numpy.ndarray, word_ids: numpy.ndarray, n_tokens: int, width: int) -> numpy.ndarray:
+def _pool_tokens(piece_vecs: numpy.ndarray, pieces: DocPieces, n_tokens: int, width: int) -> numpy.ndarray:
     """Mean of each token's pieces; a token without pieces takes its nearest
     following piece (the last piece at the doc's end), zeros without any piece."""
     n_pieces = piece_vecs.shape[0]
     if n_pieces == 0:
         return numpy.zeros((n_tokens, width), dtype="float32")
-    if (numpy.diff(word_ids) < 0).any():
-        raise ValueError("FrozenEncoder.v1: the tokenizer returned word pieces out of word order.")
-    counts = numpy.bincount(word_ids, minlength=n_tokens)
+    counts = numpy.bincount(pieces.token_idx, minlength=n_tokens)
     starts = numpy.concatenate([[0], numpy.cumsum(counts)[:-1]])
     out = numpy.empty((n_tokens, width), dtype="float32")
     has = counts > 0
-    out[has] = numpy.add.reduceat(piece_vecs, starts[has], axis=0) / counts[has, None]
+    if has.any():
+        out[has] = numpy.add.reduceat(piece_vecs[pieces.piece_idx], starts[has], axis=0) / counts[has, None]
     if not has.all():
-        out[~has] = piece_vecs[numpy.minimum(starts[~has], n_pieces - 1)]
+        out[~has] = piece_vecs[numpy.minimum(pieces.next_piece[~has], n_pieces - 1)]
     return out
 
 
