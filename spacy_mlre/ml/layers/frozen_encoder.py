@@ -517,6 +517,9 @@ def _text_pieces(tokenizer: Any, docs: Sequence[Doc]) -> List[DocPieces]:
         offsets = numpy.asarray(enc["offset_mapping"][i], dtype="int64").reshape(-1, 2)
         if len(offsets) != len(ids):
             raise ValueError("FrozenEncoder.v1 pieces_from = \"text\" needs a fast tokenizer with offsets.")
+        if None in enc.word_ids(i):  # a tokenizer that adds special tokens regardless
+            keep = numpy.array([w is not None for w in enc.word_ids(i)], dtype=bool)
+            ids, offsets = ids[keep], offsets[keep]
         starts = numpy.fromiter((t.idx for t in doc), dtype="int64", count=len(doc))
         ends = starts + numpy.fromiter((len(t.text) for t in doc), dtype="int64", count=len(doc))
         first = numpy.searchsorted(ends, offsets[:, 0], side="right")  # first token ending after the piece starts
