@@ -80,6 +80,7 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tu
 
 import numpy
 import srsly
+from spacy.attrs import IDX, LENGTH
 from spacy.tokens import Doc
 from spacy.util import registry
 from thinc.api import Model
@@ -520,8 +521,8 @@ def _text_pieces(tokenizer: Any, docs: Sequence[Doc]) -> List[DocPieces]:
         if None in enc.word_ids(i):  # a tokenizer that adds special tokens regardless
             keep = numpy.array([w is not None for w in enc.word_ids(i)], dtype=bool)
             ids, offsets = ids[keep], offsets[keep]
-        starts = numpy.fromiter((t.idx for t in doc), dtype="int64", count=len(doc))
-        ends = starts + numpy.fromiter((len(t.text) for t in doc), dtype="int64", count=len(doc))
+        starts, lengths = doc.to_array([IDX, LENGTH]).astype("int64").reshape(-1, 2).T
+        ends = starts + lengths
         first = numpy.searchsorted(ends, offsets[:, 0], side="right")  # first token ending after the piece starts
         last = numpy.searchsorted(starts, offsets[:, 1], side="left") - 1  # last token starting before it ends
         n_owned = numpy.where(offsets[:, 1] > offsets[:, 0], numpy.maximum(last - first + 1, 0), 0)
