@@ -129,3 +129,16 @@ def test_project_assets_match_the_shared_mirror():
     for asset in load_assets(ROOT):
         assert (asset.repo, asset.commit) in sources, asset.dest
         assert asset.problem(DATASETS / asset.mirror_path) is None, asset.dest
+
+
+def test_commands_survive_a_vars_override():
+    """With any --vars override weasel writes every `$` of a script as `$$`, so a
+    shell variable ($l) would become the shell's PID: scripts use none."""
+    from weasel.util import load_project_config
+
+    config = load_project_config(ROOT, overrides={"vars.supervised_langs": "zh hu"})
+    for cmd in config["commands"]:
+        for line in cmd["script"]:
+            assert "$" not in line, (cmd["name"], line)
+    script = next(c for c in config["commands"] if c["name"] == "supervised-pair-e5")["script"][0]
+    assert "supervised/{}/pair-e5" in script and "echo zh hu |" in script
