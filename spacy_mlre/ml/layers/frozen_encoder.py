@@ -494,18 +494,20 @@ def _word_pieces(tokenizer: Any, docs: Sequence[Doc]) -> List[DocPieces]:
     enc = tokenizer(words, is_split_into_words=True, add_special_tokens=False, verbose=False)
     result = []
     for i, doc in enumerate(docs):
-        word_ids = enc.word_ids(i)
-        ids = numpy.asarray(enc["input_ids"][i], dtype="int64")
-        if None in word_ids:  # a tokenizer that adds special tokens regardless
-            keep = numpy.array([w is not None for w in word_ids], dtype=bool)
-            ids = ids[keep]
-            word_ids = [w for w in word_ids if w is not None]
-        owners = numpy.asarray(word_ids, dtype="int64").reshape(-1)
+        keep = _doc_piece_mask(enc, i)
+        ids = numpy.asarray(enc["input_ids"][i], dtype="int64")[keep]
+        owners = numpy.asarray([w for w in enc.word_ids(i) if w is not None], dtype="int64").reshape(-1)
         if (numpy.diff(owners) < 0).any():
             raise ValueError("FrozenEncoder.v1: the tokenizer returned word pieces out of word order.")
         next_piece = numpy.searchsorted(owners, numpy.arange(len(doc)), side="left")
         result.append(DocPieces(ids, numpy.arange(len(ids)), owners, next_piece))
     return result
+
+
+def _doc_piece_mask(enc: Any, i: int) -> numpy.ndarray:
+    """The pieces of sequence i that belong to the doc: all but the special
+    tokens that some tokenizers add even with add_special_tokens=False."""
+    return numpy.array([w is not None for w in enc.word_ids(i)], dtype=bool)
 
 
 def _text_pieces(tokenizer: Any, docs: Sequence[Doc]) -> List[DocPieces]:
@@ -518,9 +520,8 @@ def _text_pieces(tokenizer: Any, docs: Sequence[Doc]) -> List[DocPieces]:
         offsets = numpy.asarray(enc["offset_mapping"][i], dtype="int64").reshape(-1, 2)
         if len(offsets) != len(ids):
             raise ValueError("FrozenEncoder.v1 pieces_from = \"text\" needs a fast tokenizer with offsets.")
-        if None in enc.word_ids(i):  # a tokenizer that adds special tokens regardless
-            keep = numpy.array([w is not None for w in enc.word_ids(i)], dtype=bool)
-            ids, offsets = ids[keep], offsets[keep]
+        keep = _doc_piece_mask(enc, i)
+        ids, offsets = ids[keep], offsets[keep]
         starts, lengths = doc.to_array([IDX, LENGTH]).astype("int64").reshape(-1, 2).T
         ends = starts + lengths
         first = numpy.searchsorted(ends, offsets[:, 0], side="right")  # first token ending after the piece starts
