@@ -2,7 +2,8 @@
 
 Relations are rare among candidate pairs, so a global 0.5 threshold usually
 trades recall away; each label's threshold is set to maximise its F1 on the
-given (dev) docs, and the pipeline is saved with them. A label without gold
+given (dev) docs (`--objective micro`: the micro F1 of all labels together),
+and the pipeline is saved with them. A label without gold
 relations in the dev docs keeps its threshold: there is nothing to choose by.
 """
 from pathlib import Path
@@ -20,6 +21,7 @@ def tune_pipeline(
     component: str = "relation_extractor",
     spans_key: Optional[str] = None,
     grid: Optional[Sequence[float]] = None,
+    objective: str = "label",
 ) -> Tuple[Any, Dict[str, float]]:
     """The loaded pipeline with the thresholds of `component` tuned on `data`,
     and the thresholds chosen (only labels with gold relations in `data`).
@@ -27,12 +29,16 @@ def tune_pipeline(
     of the pipeline's setting, and keep it in the returned pipeline (a model
     trained on overlapping gold entities that will read an NER's doc.ents).
     `grid`: the thresholds to choose from (default 0.05, 0.10, ..., 0.95).
+    `objective`: "label" (each label's own F1, so the macro F1) or "micro"
+    (the micro F1 of all labels; RelationExtractor.tune_thresholds).
     Wrong input (no such component, no docs, no gold relations) is a ValueError."""
     import spacy
 
     from ..corpus.reader import RelationCorpus
-    from ..pipeline.relation_extractor import entity_setters, get_relation_extractor, set_spans_key
+    from ..pipeline.relation_extractor import TUNE_OBJECTIVES, entity_setters, get_relation_extractor, set_spans_key
 
+    if objective not in TUNE_OBJECTIVES:  # before loading: a typo should not cost a model load
+        raise ValueError(f"--objective must be one of {', '.join(TUNE_OBJECTIVES)}, got {objective!r}.")
     nlp = spacy.load(model)
     pipe = get_relation_extractor(nlp, component, where=f"The pipeline {model}")
     if spans_key is not None:
@@ -45,7 +51,7 @@ def tune_pipeline(
     with nlp.select_pipes(enable=upstream):
         for eg, doc in zip(examples, nlp.pipe(eg.predicted for eg in examples)):
             eg.predicted = doc
-    return nlp, pipe.tune_thresholds(examples, grid=grid)
+    return nlp, pipe.tune_thresholds(examples, grid=grid, objective=objective)
 
 
 @app.command("tune")
@@ -55,11 +61,12 @@ def tune_cli(
     output: Path = typer.Argument(..., help="Where to save the pipeline with tuned thresholds"),
     component: str = typer.Option("relation_extractor", "--component", "-c"),
     grid: str = typer.Option("", "--grid", help="Comma-separated thresholds to choose from, each above 0 and below 1 (default 0.05, 0.10, ..., 0.95); lower ones raise recall and macro F"),
+    objective: str = typer.Option("label", "--objective", help="What the thresholds maximise on the dev data: 'label' (each label's own F1, so the macro F1) or 'micro' (the micro F1 of all labels)"),
     spans_key: Optional[str] = typer.Option(None, "--spans-key", help="Read the entities from this span group (\"\": doc.ents) instead of the pipeline's setting, and save the pipeline so (e.g. trained on Multi-CrossRE's overlapping entities, used after an NER)"),
 ) -> None:
     """Tune per-label thresholds of a relation_extractor on dev data."""
     try:
-        nlp, chosen = tune_pipeline(model, data, component, spans_key, parse_grid(grid) if grid else None)
+        nlp, chosen = tune_pipeline(model, data, component, spans_key, parse_grid(grid) if grid else None, objective)
     except (ValueError, OSError) as err:
         msg.fail(str(err), exits=1)
     pipe = nlp.get_pipe(component)

@@ -82,6 +82,12 @@ def test_tune_with_a_wrong_grid_names_the_entry_and_saves_nothing(trained_pipeli
     assert not (tmp_path / "tuned").exists()
 
 
+def test_tune_with_an_unknown_objective_names_the_choices_and_saves_nothing(trained_pipeline, tiny_corpus, tmp_path):
+    out = _fails(_invoke("tune", trained_pipeline, tiny_corpus / "dev.spacy", tmp_path / "tuned", "--objective", "macro"))
+    assert "--objective must be one of label, micro, got 'macro'" in out
+    assert not (tmp_path / "tuned").exists()
+
+
 def test_tune_on_dev_data_without_relations_fails_and_saves_nothing(trained_pipeline, inputs, tmp_path):
     out = _fails(_invoke("tune", trained_pipeline, inputs["bare"], tmp_path / "tuned"))
     assert "No gold relations of the 'relation_extractor' component's labels" in out and "nothing to tune on" in out

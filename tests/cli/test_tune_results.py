@@ -30,6 +30,12 @@ def test_tune_chooses_from_the_given_grid(trained_pipeline, tiny_corpus, tmp_pat
     assert f"works_for\t{cfg['thresholds']['works_for']:g}" in out
 
 
+def test_tune_for_micro_f_saves_thresholds_from_the_grid(trained_pipeline, tiny_corpus, tmp_path):
+    _run("tune", trained_pipeline, tiny_corpus / "dev.spacy", tmp_path / "tuned", "--objective", "micro", "--grid", "0.2,0.4")
+    cfg = spacy.load(tmp_path / "tuned").get_pipe("relation_extractor").cfg
+    assert set(cfg["thresholds"]) == {"works_for", "employs"} and set(cfg["thresholds"].values()) <= {0.2, 0.4}
+
+
 def test_results_table_collects_every_variant(trained_pipeline, tiny_corpus, tmp_path):
     metrics = tmp_path / "metrics"
     for variant in ("pair", "pair-tuned"):
