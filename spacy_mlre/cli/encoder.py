@@ -95,15 +95,22 @@ def shrink_cli(
     calibrate: Optional[str] = typer.Option(
         None, "--calibrate", help="DocBin files to calibrate --quantize on (256 docs spread over them)"
     ),
+    compute: Optional[str] = typer.Option(
+        None, "--compute", help="bfloat16: the encoder's matrix products in bfloat16 (about 2x faster on CPUs with AVX512-BF16 or AMX; float32 sets it back)"
+    ),
 ) -> None:
     """Make a trained pipeline's frozen encoder smaller or faster: round its
     weights, cut its vocabulary, quantize its Linear layers."""
     import spacy
 
     from ..encoders.shrink import ROUND_DTYPES, shrink_pipeline, spread
+    from ..ml.layers.frozen_encoder import COMPUTE_DTYPES
 
-    if dtype is None and vocab is None and quantize is None:
-        msg.fail("Nothing to shrink: give --dtype float16|bfloat16, --vocab DATA, --quantize int8-smooth, or several.", exits=1)
+    if dtype is None and vocab is None and quantize is None and compute is None:
+        msg.fail("Nothing to shrink: give --dtype float16|bfloat16, --vocab DATA, --quantize int8-smooth, "
+                 "--compute bfloat16, or several.", exits=1)
+    if compute is not None and compute not in COMPUTE_DTYPES:
+        msg.fail(f"--compute {compute}: expected one of {', '.join(COMPUTE_DTYPES)}", exits=1)
     if quantize is not None and quantize != "int8-smooth":
         msg.fail(f"--quantize {quantize}: expected int8-smooth", exits=1)
     if (quantize is None) != (calibrate is None):
@@ -126,7 +133,9 @@ def shrink_cli(
     docs = _read_docs(files, nlp.vocab) if files is not None else None
     calibration = spread(list(_read_docs(calibration_files, nlp.vocab))) if calibration_files is not None else None
     try:
-        reports = shrink_pipeline(nlp, dtype=dtype, vocab_docs=docs, quantize=quantize, calibration_docs=calibration)
+        reports = shrink_pipeline(
+            nlp, dtype=dtype, vocab_docs=docs, quantize=quantize, calibration_docs=calibration, compute=compute
+        )
     except ValueError as err:
         msg.fail(str(err), exits=1)
     for name, r in reports.items():
@@ -135,6 +144,7 @@ def shrink_cli(
             f"{r['embedding_bytes_before'] / 2**20:.1f} MiB ({r['weights_dtype_before']}) -> "
             f"{r['embedding_bytes_after'] / 2**20:.1f} MiB ({r['weights_dtype_after']})"
             + (f"; Linear layers {r['quantize']}" if r.get("quantize") else "")
+            + (f"; computes in {r['compute_dtype']}" if r["compute_dtype"] != "float32" else "")
         )
     nlp.to_disk(output)
     before, after = _folder_size(model), _folder_size(output)

@@ -1,8 +1,8 @@
 """Make a trained pipeline's frozen encoder (spacy_mlre.FrozenEncoder.v1) smaller
 after training (`python -m spacy_mlre encoder shrink`).
 
-Two independent cuts, both exact for the text they are asked to keep, and one
-speed-up that is not exact:
+Two independent cuts, both exact for the text they are asked to keep, and two
+speed-ups that are not exact:
 
 - `round_weights`: store the weights as float16 / bfloat16 (half the bytes);
   the encoder still computes in float32, as with the layer's `weights_dtype`.
@@ -19,6 +19,8 @@ speed-up that is not exact:
   (ml/layers/smooth_quant.py), calibrated on docs spread over the data given.
   The vectors move a little and the relation model is not retrained on them,
   so the F1 before and after is the thing to measure.
+- `compute = "bfloat16"`: the encoder's matrix products in bfloat16 (the
+  layer's `compute_dtype`; the weights are unchanged). The same caveat.
 """
 import json
 import re
@@ -31,7 +33,7 @@ from spacy.language import Language
 from spacy.tokens import Doc
 from thinc.api import Model
 
-from ..ml.layers.frozen_encoder import FrozenHFShim, smooth_quantize_shim
+from ..ml.layers.frozen_encoder import COMPUTE_DTYPES, FrozenHFShim, smooth_quantize_shim
 
 ROUND_DTYPES = ("float16", "bfloat16")
 BYTES_PER_WEIGHT = {"float32": 4, "float16": 2, "bfloat16": 2}
@@ -335,13 +337,17 @@ def shrink_pipeline(
     vocab_docs: Optional[Iterable[Doc]] = None,
     quantize: Optional[str] = None,
     calibration_docs: Optional[Sequence[Doc]] = None,
+    compute: Optional[str] = None,
 ) -> Dict[str, Report]:
     """Cut every frozen encoder's vocabulary to `vocab_docs` (when given),
-    round its weights to `dtype` (when given) and make its Linear layers
+    round its weights to `dtype` (when given), make its Linear layers
     SmoothQuant int8 calibrated on `calibration_docs` (quantize =
-    "int8-smooth"), in place. Returns a report per component holding an encoder."""
-    if dtype is None and vocab_docs is None and quantize is None:
-        raise ValueError("Nothing to shrink: give a dtype, docs for the vocabulary, a quantization, or several.")
+    "int8-smooth") and set the dtype it computes in (`compute`), in place.
+    Returns a report per component holding an encoder."""
+    if dtype is None and vocab_docs is None and quantize is None and compute is None:
+        raise ValueError("Nothing to shrink: give a dtype, docs for the vocabulary, a quantization, a compute dtype, or several.")
+    if compute is not None and compute not in COMPUTE_DTYPES:
+        raise ValueError(f"compute can be {' or '.join(COMPUTE_DTYPES)}, not {compute!r}.")
     if quantize not in (None, "int8-smooth"):
         raise ValueError(f"quantize can be \"int8-smooth\", not {quantize!r}.")
     if quantize is not None and not calibration_docs:
@@ -374,6 +380,10 @@ def shrink_pipeline(
         if quantize is not None:
             smooth_quantize_shim(node, list(calibration_docs or []))
             node.attrs["quantize"] = quantize
+        if compute is not None:
+            node.attrs["compute_dtype"] = compute
+            shim.cache.clear()
         key = name if name not in reports else f"{name} #{len(reports) + 1}"  # two encoders in one component
-        reports[key] = {**before, **_sizes(shim, "after"), "quantize": shim.quantize}
+        reports[key] = {**before, **_sizes(shim, "after"), "quantize": shim.quantize,
+                        "compute_dtype": node.attrs.get("compute_dtype", "float32")}
     return reports

@@ -212,8 +212,19 @@ def test_cli_quantizes_with_calibration_docs(saved):
     assert _shim(spacy.load(out)).quantize == "int8-smooth"
 
 
+def test_cli_sets_the_compute_dtype(saved):
+    out = saved / "bf16"
+    code, output = _shrink(saved / "pipeline", out, "--compute", "bfloat16")
+    assert code == 0, output
+    assert "computes in bfloat16" in output
+    loaded = spacy.load(out)
+    encoder = next(node for node in loaded.get_pipe("tok2vec").model.walk() if node.name == "frozen_encoder")
+    assert encoder.attrs["compute_dtype"] == "bfloat16" and _shim(loaded).weights_dtype == "float32"
+
+
 @pytest.mark.parametrize("args, expected", [
     ([], "Nothing to shrink"),
+    (["--compute", "float16"], "--compute float16: expected one of float32, bfloat16"),
     (["--vocab", "{dir}/missing.spacy"], "{dir}/missing.spacy does not exist"),
     (["--dtype", "int8"], "--dtype int8: expected one of float16, bfloat16"),
     (["--quantize", "int8-smooth"], "--quantize int8-smooth and --calibrate DATA go together"),

@@ -344,6 +344,22 @@ def test_int8_replaces_the_linear_layers_and_moves_the_vectors_slightly(tiny_ber
     numpy.testing.assert_array_equal(loaded.predict([doc])[0], int8)
 
 
+def test_bfloat16_compute_moves_the_vectors_slightly_and_keeps_float32_weights(tiny_bert, nlp):
+    doc = nlp("Dieter arbeitet für Siemens in München .")
+    full_model = _encoder(tiny_bert)
+    full = full_model.predict([doc])[0]
+    bf16_model = _encoder(tiny_bert, compute_dtype="bfloat16")
+    bf16 = bf16_model.predict([doc])[0]
+    assert bf16.dtype == numpy.float32 and not numpy.array_equal(full, bf16)
+    cosine = (full * bf16).sum(1) / numpy.linalg.norm(full, axis=1) / numpy.linalg.norm(bf16, axis=1)
+    assert cosine.min() > 0.99
+    # the weights stay float32 (the shim saves the same bytes); the setting is saved with the model
+    assert get_shim(bf16_model).to_bytes() == get_shim(full_model).to_bytes()
+    loaded = build_frozen_encoder(str(tiny_bert), n_layers=2).from_bytes(bf16_model.to_bytes())
+    assert loaded.attrs["compute_dtype"] == "bfloat16"
+    numpy.testing.assert_array_equal(loaded.predict([doc])[0], bf16)
+
+
 def test_last_layer_drops_the_layers_above_it(tiny_bert, nlp, tmp_path):
     doc = nlp("Dieter arbeitet für Siemens in München .")
     model = _encoder(tiny_bert, n_layers=1, last_layer=1)
@@ -369,6 +385,8 @@ def test_settings_are_checked():
         build_frozen_encoder("x", weights_dtype="int8")
     with pytest.raises(ValueError, match="pieces_from must be \"words\" or \"text\", got 'chars'"):
         build_frozen_encoder("x", pieces_from="chars")
+    with pytest.raises(ValueError, match="compute_dtype must be \"float32\" or \"bfloat16\", got 'float16'"):
+        build_frozen_encoder("x", compute_dtype="float16")
 
 
 def test_width_is_checked(tiny_bert):

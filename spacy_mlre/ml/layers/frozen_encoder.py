@@ -90,6 +90,7 @@ from thinc.types import Floats2d
 from .doc_cache import DocCache, doc_key
 
 DTYPES = ("float32", "float16", "bfloat16")
+COMPUTE_DTYPES = ("float32", "bfloat16")
 SMOOTH = "int8-smooth"
 QUANTIZE = (None, "int8", SMOOTH)
 PIECES_FROM = ("words", "text")
@@ -110,6 +111,7 @@ def build_frozen_encoder(
     tokenizer_config: Dict[str, Any] = {},
     transformer_config: Dict[str, Any] = {},
     pieces_from: str = "words",
+    compute_dtype: str = "float32",
 ) -> Model[List[Doc], List[Floats2d]]:
     """Token vectors from a frozen Hugging Face encoder (never trained).
 
@@ -141,6 +143,12 @@ def build_frozen_encoder(
         characters overlap. For scripts written without spaces (Chinese) only
         "text" gives the encoder input like its pretraining text: "words"
         splits 中国的 into ▁ 中国 ▁ 的.
+    compute_dtype: "float32", or "bfloat16" to run the encoder's matrix
+        products in bfloat16 (torch autocast; layer norms and softmax stay
+        float32). About twice the speed where the CPU has bfloat16 dot
+        products (AVX512-BF16, AMX) or on a GPU, and slower where it has not;
+        the vectors move slightly. The weights stay as they are, so `encoder
+        shrink --compute bfloat16` can set it on a trained pipeline.
     """
     if n_layers < 1:
         raise ValueError(f"FrozenEncoder.v1 n_layers must be at least 1, got {n_layers}.")
@@ -153,6 +161,8 @@ def build_frozen_encoder(
             f"FrozenEncoder.v1 averages n_layers = {n_layers} layers up to last_layer = {last_layer}: "
             "last_layer must be at least n_layers."
         )
+    if compute_dtype not in COMPUTE_DTYPES:
+        raise ValueError(f"FrozenEncoder.v1 compute_dtype must be \"float32\" or \"bfloat16\", got {compute_dtype!r}.")
     if pieces_from not in PIECES_FROM:
         raise ValueError(f"FrozenEncoder.v1 pieces_from must be \"words\" or \"text\", got {pieces_from!r}.")
     if window is not None and window < 1:
@@ -181,6 +191,7 @@ def build_frozen_encoder(
             "quantize": quantize,
             "width": width,
             "pieces_from": pieces_from,
+            "compute_dtype": compute_dtype,
         },
     )
 
@@ -546,6 +557,7 @@ def _encode_windows(model: Model, shim: FrozenHFShim, windows: List[numpy.ndarra
     n_layers = model.attrs["n_layers"]
     pad_id = shim.tokenizer.pad_token_id if shim.tokenizer.pad_token_id is not None else 0
     device = next(shim._model.parameters()).device
+    bf16 = model.attrs.get("compute_dtype", "float32") == "bfloat16"
     lengths = numpy.array([len(w) for w in windows], dtype="int64") + n_prefix + len(suffix)
     order = numpy.argsort(-lengths, kind="stable")
     outputs: List[Optional[numpy.ndarray]] = [None] * len(windows)
@@ -561,7 +573,7 @@ def _encode_windows(model: Model, shim: FrozenHFShim, windows: List[numpy.ndarra
             seq = numpy.concatenate([prefix, windows[w], suffix]).astype("int64")
             input_ids[row, : len(seq)] = seq
             mask[row, : len(seq)] = 1
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             out = shim._model(
                 input_ids=torch.as_tensor(input_ids, device=device),
                 attention_mask=torch.as_tensor(mask, device=device),
