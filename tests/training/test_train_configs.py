@@ -23,6 +23,18 @@ def _train(config, corpus, out, *overrides):
 
 
 
+@pytest.mark.parametrize("config", sorted(p.name for p in CONFIGS.glob("*.cfg")))
+def test_single_label_configs_do_not_label_every_pair(config):
+    """A single-label pipe predicts its most probable label where that label
+    reaches its threshold (decode_labels): at 0 every candidate pair would get
+    a relation, which the marker configs did after that rule came in."""
+    from spacy.util import load_config
+
+    for name, component in load_config(CONFIGS / config, interpolate=False)["components"].items():
+        if component.get("factory") == "relation_extractor" and component.get("multi_label") is False:
+            assert component["threshold"] > 0, f"{config}: [components.{name}] threshold"
+
+
 def test_spacy_train_pair_tok2vec_and_load_without_import(tiny_corpus, tmp_path):
     result = _train("pair_tok2vec.cfg", tiny_corpus, tmp_path / "out",
                     "--training.max_steps", "60", "--training.eval_frequency", "20")
