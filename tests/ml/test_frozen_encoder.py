@@ -324,18 +324,26 @@ def test_half_precision_rounds_the_weights_at_initialize(tiny_bert, nlp):
     assert torch.equal(weights, weights.half().float())
 
 
+def _encode(tiny_bert, doc, **settings):
+    """An initialized encoder with these settings, and its token vectors of doc."""
+    model = _encoder(tiny_bert, **settings)
+    return model, model.predict([doc])[0]
+
+
+def _min_cosine(a, b) -> float:
+    """The lowest cosine between the rows of a and b: how far a variant moves any token's vector."""
+    return float(((a * b).sum(1) / numpy.linalg.norm(a, axis=1) / numpy.linalg.norm(b, axis=1)).min())
+
+
 def test_int8_replaces_the_linear_layers_and_moves_the_vectors_slightly(tiny_bert, nlp):
     doc = nlp("Dieter arbeitet für Siemens in München .")
-    full_model = _encoder(tiny_bert)
-    full = full_model.predict([doc])[0]
-    int8_model = _encoder(tiny_bert, quantize="int8")
-    int8 = int8_model.predict([doc])[0]
+    full_model, full = _encode(tiny_bert, doc)
+    int8_model, int8 = _encode(tiny_bert, doc, quantize="int8")
     modules = list(get_shim(int8_model)._model.modules())
     assert not any(type(m) is torch.nn.Linear for m in modules)
     assert any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in modules)
     assert not numpy.array_equal(full, int8)
-    cosine = (full * int8).sum(1) / numpy.linalg.norm(full, axis=1) / numpy.linalg.norm(int8, axis=1)
-    assert cosine.min() > 0.99
+    assert _min_cosine(full, int8) > 0.99
     # the int8 weights are what is saved: a quarter of the Linear layers' bytes
     data = int8_model.to_bytes()
     linear_floats = sum(m.weight.numel() for m in get_shim(full_model)._model.modules() if type(m) is torch.nn.Linear)
@@ -346,13 +354,10 @@ def test_int8_replaces_the_linear_layers_and_moves_the_vectors_slightly(tiny_ber
 
 def test_bfloat16_compute_moves_the_vectors_slightly_and_keeps_float32_weights(tiny_bert, nlp):
     doc = nlp("Dieter arbeitet für Siemens in München .")
-    full_model = _encoder(tiny_bert)
-    full = full_model.predict([doc])[0]
-    bf16_model = _encoder(tiny_bert, compute_dtype="bfloat16")
-    bf16 = bf16_model.predict([doc])[0]
+    full_model, full = _encode(tiny_bert, doc)
+    bf16_model, bf16 = _encode(tiny_bert, doc, compute_dtype="bfloat16")
     assert bf16.dtype == numpy.float32 and not numpy.array_equal(full, bf16)
-    cosine = (full * bf16).sum(1) / numpy.linalg.norm(full, axis=1) / numpy.linalg.norm(bf16, axis=1)
-    assert cosine.min() > 0.99
+    assert _min_cosine(full, bf16) > 0.99
     # the weights stay float32 (the shim saves the same bytes); the setting is saved with the model
     assert get_shim(bf16_model).to_bytes() == get_shim(full_model).to_bytes()
     loaded = build_frozen_encoder(str(tiny_bert), n_layers=2).from_bytes(bf16_model.to_bytes())
