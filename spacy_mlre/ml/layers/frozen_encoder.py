@@ -61,9 +61,8 @@ original model's.
 Speed. `quantize = "int8"` replaces the encoder's Linear layers by torch's
 dynamically quantized int8 ones at initialize (weights int8 per tensor,
 activations quantized per batch): on the 2-core AVX2 CPU (no AVX-512) of
-the first measurements the float32 matrix
-products are three quarters of the encoder's time and run near the cores'
-peak, and int8 runs the encoder about 1.4x faster. The vectors move (mean
+the first measurements the float32 matrix products are three quarters of
+the encoder's time and run near the cores' peak, and int8 runs the encoder about 1.4x faster. The vectors move (mean
 cosine 0.93 to float32), which costs F1; `quantize = "int8-smooth"` adds
 SmoothQuant scales (smooth_quant.py), calibrated at initialize on the docs it
 is given (spaCy passes a sample of about 10 training docs), and moves them
