@@ -243,6 +243,47 @@ def test_tiny_bert_window_fits_position_limit(nlp, tiny_bert, one_thread):
     assert pipe.model.predict(([doc], cands)).shape == (2, 1)
 
 
+@pytest.mark.parametrize("markers,n_sequences", [("typed", 4), ("uniform", 8)])
+def test_tiny_bert_encodes_each_distinct_sequence_once(nlp, gold_docs, tiny_bert, one_thread, monkeypatch, markers, n_sequences):
+    """Typed markers give (A, B) and (B, A) one sequence, encoded once; its
+    hidden rows and the encoder's gradients equal those of encoding every pair."""
+    import torch
+
+    from spacy_mlre.ml.markers import encoders
+
+    docs = gold_docs[:2]  # three and two entities: 8 ordered pairs
+    _overfit(nlp, docs, _trf_config(tiny_bert, markers=markers), steps=0)
+    pipe = nlp.get_pipe("relation_extractor")
+    encoder = pipe.model.get_ref("encoder")
+    torch_model = encoder.shims[0]._model
+    for module in torch_model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+        if hasattr(module, "dropout_prob"):  # the attention's functional dropout
+            module.dropout_prob = 0.0
+    seen = []
+    torch_model.register_forward_hook(lambda mod, args, kwargs, out: seen.append(kwargs["input_ids"].shape[0]), with_kwargs=True)
+    cands = pipe.get_candidates(docs)
+    assert len(cands.pairs) == 8
+
+    def run():
+        torch_model.zero_grad()
+        (H, layout), backprop = encoder((docs, make_plan(pipe.model, docs, cands)), True)
+        dH = numpy.random.default_rng(0).normal(size=H.shape).astype("float32")
+        backprop(dH)
+        return H.copy(), [p.grad.clone() for p in torch_model.parameters() if p.grad is not None]
+
+    H, grads = run()
+    assert seen == [n_sequences]
+    monkeypatch.setattr(encoders, "_unique_rows", lambda m: (m, numpy.arange(len(m))))
+    H_all, grads_all = run()
+    assert seen == [n_sequences, 8]
+    numpy.testing.assert_allclose(H, H_all, atol=1e-5)
+    assert len(grads) == len(grads_all) > 0
+    for g, g_all in zip(grads, grads_all):
+        torch.testing.assert_close(g, g_all, atol=1e-4, rtol=1e-3)
+
+
 
 
 @pytest.mark.parametrize(

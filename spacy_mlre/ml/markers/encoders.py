@@ -210,13 +210,18 @@ def _trf_forward(model: Model, inputs: MarkedInputs, is_train: bool) -> Tuple[Ma
     width = int(kept_lengths.max()) if n else 0
     input_ids = numpy.full((n, width), tok.pad_token_id, dtype="int64")
     input_ids[row[keep], pos[keep]] = ids_flat[keep]
-    mask = (numpy.arange(width)[None, :] < kept_lengths[:, None]).astype("int64")
     layout.marker_pos = numpy.minimum(layout.marker_pos, (kept_lengths - 1)[:, None])
+    # typed markers do not say which entity is the head, so (A, B) and (B, A) give the same
+    # sequence: each distinct sequence is encoded once (half the work for typed markers)
+    unique_rows, seq_of_pair = _unique_rows(numpy.concatenate([input_ids, kept_lengths[:, None]], axis=1))
+    unique_ids, unique_lengths = unique_rows[:, :-1], unique_rows[:, -1]
+    n_unique = len(unique_ids)
+    mask = (numpy.arange(width)[None, :] < unique_lengths[:, None]).astype("int64")
     device = next(hf.transformer.parameters()).device
     Xt = ArgsKwargs(
         args=(),
         kwargs={
-            "input_ids": torch.as_tensor(input_ids, device=device),
+            "input_ids": torch.as_tensor(unique_ids, device=device),
             "attention_mask": torch.as_tensor(mask, device=device),
         },
     )
@@ -224,15 +229,31 @@ def _trf_forward(model: Model, inputs: MarkedInputs, is_train: bool) -> Tuple[Ma
     hidden_t = output.last_hidden_state
     hidden = torch2xp(hidden_t)
     n_out = int(hidden.shape[-1])
-    rows, cols = ops.asarray1i(row[keep]), ops.asarray1i(pos[keep])
+    rows, cols = ops.asarray1i(seq_of_pair[row[keep]]), ops.asarray1i(pos[keep])
     flat_keep = ops.asarray1i(numpy.nonzero(keep)[0])
     H = ops.alloc2f(len(ids_flat), n_out)
     H[flat_keep] = hidden[rows, cols]
 
     def backprop(dH: Floats2d) -> MarkedInputs:
-        d_hidden = ops.alloc3f(n, width, n_out)
-        d_hidden[rows, cols] = dH[flat_keep]
+        # a sequence shared by several pairs gets the sum of their gradients
+        d_hidden = ops.alloc2f(n_unique * width, n_out)
+        ops.scatter_add(d_hidden, rows * width + cols, dH[flat_keep])
+        d_hidden = d_hidden.reshape((n_unique, width, n_out))
         bp_torch(ArgsKwargs(args=(hidden_t,), kwargs={"grad_tensors": (xp2torch(d_hidden),)}))
         return inputs
 
     return (H, layout), backprop
+
+
+def _unique_rows(matrix: numpy.ndarray) -> Tuple[numpy.ndarray, numpy.ndarray]:
+    """The distinct rows of an (n, k) int matrix in first-seen order, and each row's index among them."""
+    if len(matrix) == 0:
+        return matrix, numpy.zeros((0,), dtype="int64")
+    _, first, inverse = numpy.unique(matrix, axis=0, return_index=True, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    # renumber so the distinct rows keep the order of their first occurrence
+    order = numpy.argsort(first)
+    rank = numpy.empty_like(order)
+    rank[order] = numpy.arange(len(order))
+    return matrix[first[order]], rank[inverse].astype("int64")
+
