@@ -246,14 +246,8 @@ def _trf_forward(model: Model, inputs: MarkedInputs, is_train: bool) -> Tuple[Ma
 
 
 def _unique_rows(matrix: numpy.ndarray) -> Tuple[numpy.ndarray, numpy.ndarray]:
-    """The distinct rows of an (n, k) int matrix in first-seen order, and each row's index among them."""
+    """The distinct rows of an (n, k) int matrix, and each row's index among them."""
     if len(matrix) == 0:
         return matrix, numpy.zeros((0,), dtype="int64")
-    _, first, inverse = numpy.unique(matrix, axis=0, return_index=True, return_inverse=True)
-    inverse = inverse.reshape(-1)
-    # renumber so the distinct rows keep the order of their first occurrence
-    order = numpy.argsort(first)
-    rank = numpy.empty_like(order)
-    rank[order] = numpy.arange(len(order))
-    return matrix[first[order]], rank[inverse].astype("int64")
-
+    unique, inverse = numpy.unique(matrix, axis=0, return_inverse=True)
+    return unique, inverse.reshape(-1).astype("int64")
