@@ -142,3 +142,27 @@ def test_commands_survive_a_vars_override():
             assert "$" not in line, (cmd["name"], line)
     script = next(c for c in config["commands"] if c["name"] == "supervised-pair-e5")["script"][0]
     assert "supervised/{}/pair-e5" in script and "echo zh hu |" in script
+
+
+def test_multilingual_package_requires_the_transformers_extra():
+    """The packaged raw-text pipeline runs a FrozenEncoder, which needs transformers,
+    an optional dependency of spacy-mlre: its meta asks for the extra, with the
+    version range spaCy would write for spacy-mlre itself."""
+    import configparser
+
+    from packaging.requirements import Requirement
+    from spacy.util import get_minor_version_range
+    from weasel.util import load_project_config
+
+    from spacy_mlre import __version__
+
+    meta_path = "configs/xx_mlre_multilingual_e5.meta.json"
+    command = next(c for c in load_project_config(ROOT)["commands"] if c["name"] == "package-multilingual")
+    assert f"--meta-path {meta_path}" in command["script"][0] and meta_path in command["deps"]
+    requirements = [Requirement(r) for r in json.loads((ROOT / meta_path).read_text())["requirements"]]
+    (own,) = [r for r in requirements if r.name == "spacy-mlre"]
+    assert own.extras == {"transformers"}
+    assert own.specifier == Requirement(f"spacy-mlre{get_minor_version_range(__version__)}").specifier
+    setup = configparser.ConfigParser()
+    setup.read(ROOT / "setup.cfg")
+    assert "transformers" in setup["options.extras_require"]["transformers"]

@@ -313,6 +313,17 @@ def test_saved_pipeline_loads_without_the_original_folder(tiny_bert, nlp, gold_d
     assert load.returncode == 0, load.stderr[-3000:]
 
 
+def test_loading_without_transformers_says_what_to_install(tiny_bert, nlp, gold_docs, tmp_path, monkeypatch):
+    # transformers is an optional dependency: a packaged encoder pipeline installed
+    # without it must say so, not fail with a ModuleNotFoundError from inside thinc
+    nlp = _pipeline(tiny_bert, nlp=nlp)
+    nlp.initialize(lambda: _examples(nlp, gold_docs))
+    nlp.to_disk(tmp_path / "pipeline")
+    monkeypatch.setitem(sys.modules, "transformers", None)  # import transformers -> ImportError
+    with pytest.raises(ImportError, match=r"FrozenEncoder.*pip install 'spacy-mlre\[transformers\]'"):
+        spacy.load(tmp_path / "pipeline")
+
+
 def test_half_precision_rounds_the_weights_at_initialize(tiny_bert, nlp):
     doc = nlp("Dieter arbeitet für Siemens in München .")
     full = _encoder(tiny_bert).predict([doc])[0]

@@ -205,6 +205,21 @@ def get_shim(model: Model) -> "FrozenHFShim":
     raise ValueError(f"{model.name} holds no FrozenEncoder.v1.")
 
 
+def _import_transformers(*names: str) -> Tuple[Any, ...]:
+    """Hugging Face transformers is an optional dependency of spacy-mlre (the
+    tok2vec models do without it): say how to install it, rather than fail with
+    a bare ModuleNotFoundError from inside thinc's deserialisation."""
+    try:
+        import transformers
+    except ImportError as err:
+        raise ImportError(
+            "This pipeline's encoder (spacy_mlre.FrozenEncoder.v1) needs the transformers "
+            "package, which is not installed. Install it with: "
+            "pip install 'spacy-mlre[transformers]'"
+        ) from err
+    return tuple(getattr(transformers, name) for name in names)
+
+
 class FrozenHFShim(Shim):
     """A Hugging Face encoder and its fast tokenizer, used for inference only.
 
@@ -233,7 +248,7 @@ class FrozenHFShim(Shim):
     # Loading -----------------------------------------------------------
 
     def load(self, name: str, weights_dtype: str, quantize: Optional[str] = None, last_layer: Optional[int] = None) -> None:
-        from transformers import AutoModel, AutoTokenizer
+        AutoModel, AutoTokenizer = _import_transformers("AutoModel", "AutoTokenizer")
 
         tokenizer = AutoTokenizer.from_pretrained(name, **{"use_fast": True, **self.cfg["tokenizer_config"]})
         transformer = AutoModel.from_pretrained(name, **self.cfg["transformer_config"])
@@ -351,8 +366,8 @@ class FrozenHFShim(Shim):
 
     def from_bytes(self, bytes_data: bytes) -> "FrozenHFShim":
         import torch
-        from transformers import AutoConfig, AutoModel, AutoTokenizer
 
+        AutoConfig, AutoModel, AutoTokenizer = _import_transformers("AutoConfig", "AutoModel", "AutoTokenizer")
         msg = srsly.msgpack_loads(bytes_data)
         if not msg:
             return self
