@@ -75,6 +75,7 @@ TUNE_OBJECTIVES = ("label", "micro")
         "negative_weight": 1.0,
         "negative_sampling": 1.0,
         "use_gold_ents": False,
+        "dropout": None,
         "scorer": {"@scorers": "spacy_mlre.relation_scorer.v1"},
     },
     default_score_weights={
@@ -99,6 +100,7 @@ def make_relation_extractor(
     negative_weight: float,
     negative_sampling: float,
     use_gold_ents: bool,
+    dropout: Optional[float],
     scorer: Optional[Callable],
 ) -> "RelationExtractor":
     return RelationExtractor(
@@ -114,6 +116,7 @@ def make_relation_extractor(
         negative_weight=negative_weight,
         negative_sampling=negative_sampling,
         use_gold_ents=use_gold_ents,
+        dropout=dropout,
         scorer=scorer,
     )
 
@@ -147,10 +150,17 @@ class RelationExtractor(TrainablePipe):
         negative_weight: float = 1.0,
         negative_sampling: float = 1.0,
         use_gold_ents: bool = False,
+        dropout: Optional[float] = None,
         scorer: Optional[Callable] = score_relations,
     ) -> None:
+        """`dropout`: the rate of this pipe's updates, in place of the one
+        `spacy train` hands every component (training.dropout); None keeps
+        that one. A pipeline whose NER wants 0.1 and whose relation head
+        wants more (configs/ner_pair_e5.cfg) sets it here."""
         if not 0.0 < negative_sampling <= 1.0:
             raise ValueError(f"negative_sampling is the share of no-relation pairs kept per update: it must be in (0, 1], got {negative_sampling}.")
+        if dropout is not None and not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout is the rate of the '{name}' component's updates: it must be in [0, 1) or null, got {dropout}.")
         self.vocab = vocab
         self.model = model
         self._protocol = get_protocol(self)
@@ -171,6 +181,7 @@ class RelationExtractor(TrainablePipe):
             "negative_weight": negative_weight,
             "negative_sampling": negative_sampling,
             "use_gold_ents": use_gold_ents,
+            "dropout": dropout,
         }
 
     # Labels ---------------------------------------------------------------
@@ -283,7 +294,8 @@ class RelationExtractor(TrainablePipe):
         X = self._protocol.training_inputs(examples)
         if self._protocol.n_rows(X) == 0:
             return losses
-        set_dropout_rate(self.model, drop)
+        own_drop = self.cfg.get("dropout")
+        set_dropout_rate(self.model, drop if own_drop is None else own_drop)
         if self.model.attrs.get("auxiliary_update") is not None:
             self._pending_auxiliary.append(X)
         Y, backprop = self.model.begin_update(X)

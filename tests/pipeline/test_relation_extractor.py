@@ -172,6 +172,23 @@ def test_negative_weight_and_sampling_change_the_loss(nlp, gold_docs):
     assert 0 < dropped.sum() < negatives.sum()
 
 
+@pytest.mark.parametrize("own, expected", [(None, 0.1), (0.8, 0.8), (0.0, 0.0)])
+def test_pipe_dropout_replaces_the_training_one(nlp, gold_docs, own, expected):
+    """spacy train hands one training.dropout to every component; the pipe's
+    own rate, when set, is the one its model trains at."""
+    rel = nlp.add_pipe("relation_extractor", config={"dropout": own})
+    examples = _examples(gold_docs)
+    optimizer = nlp.initialize(lambda: examples)
+    nlp.update(examples, sgd=optimizer, drop=0.1)
+    rates = {node.attrs["dropout_rate"] for node in rel.model.walk() if "dropout_rate" in node.attrs}
+    assert rates == {expected}
+
+
+def test_pipe_dropout_out_of_range_is_refused(nlp):
+    with pytest.raises(ValueError, match="dropout is the rate of the 'relation_extractor' component's updates"):
+        nlp.add_pipe("relation_extractor", config={"dropout": 1.0})
+
+
 def test_targets_cover_two_labels_and_both_directions(nlp, gold_docs):
     rel = nlp.add_pipe("relation_extractor")
     examples = _examples(gold_docs)
