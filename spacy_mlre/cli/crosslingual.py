@@ -195,7 +195,8 @@ def _grouped_bars(plt, path: Path, langs: List[str], series: Dict[str, Dict[str,
     ax.set_xticklabels(langs, rotation=60 if len(langs) > 8 else 0, fontsize=7)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    ax.legend(fontsize=7)
+    # outside the axes: inside, it covers the first language's bars
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
