@@ -226,6 +226,29 @@ def test_overfit_tiny_bert_and_typed_markers_survive_save_load(nlp, gold_docs, t
     assert _predicted(loaded, gold_docs) == _gold(gold_docs)
 
 
+def test_parameter_averages_reach_the_encoder_weights(nlp, gold_docs, tiny_bert, one_thread):
+    """With use_averages, nlp.use_params(optimizer.averages) (spacy train's
+    evaluation and saving) puts the averaged weights into the torch encoder,
+    and the trained ones back after."""
+    from thinc.api import Adam
+
+    examples = _overfit(nlp, gold_docs, _trf_config(tiny_bert), steps=0)
+    optimizer = Adam(0.01, use_averages=True)
+    for _ in range(3):
+        nlp.update(examples, sgd=optimizer)
+    shim = nlp.get_pipe("relation_extractor").model.get_ref("encoder").shims[0]
+    name, weight = next((n, p) for n, p in shim._model.named_parameters() if n.endswith("query.weight"))
+    trained = weight.detach().numpy().copy()
+    average = optimizer.averages[(shim.id, name)]
+    assert not numpy.allclose(average, trained)
+    trained_out = nlp.get_pipe("relation_extractor").predict(gold_docs)[1]
+    with nlp.use_params(optimizer.averages):
+        numpy.testing.assert_allclose(weight.detach().numpy(), average.reshape(trained.shape))
+        averaged_out = nlp.get_pipe("relation_extractor").predict(gold_docs)[1]
+    numpy.testing.assert_array_equal(weight.detach().numpy(), trained)
+    assert not numpy.allclose(averaged_out, trained_out)
+
+
 def test_tiny_bert_window_fits_position_limit(nlp, tiny_bert, one_thread):
     """A pair deep inside a doc longer than the model's 128 positions is encoded in a window."""
     words = ["Paris"] * 300

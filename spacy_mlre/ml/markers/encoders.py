@@ -109,7 +109,10 @@ def marked_transformer(
     from spacy_transformers.data_classes import HFObjects
     from spacy_transformers.layers.hf_shim import HFShim
 
-    shim = HFShim(
+    from ..layers.torch_averages import averaged_shim
+
+    # averaged_shim: so that `use_averages = true` reaches the encoder's weights
+    shim = averaged_shim(HFShim)(
         HFObjects(None, None, None, dict(tokenizer_config), dict(transformer_config)),
         mixed_precision=mixed_precision,
         grad_scaler_config=dict(grad_scaler_config),
