@@ -19,6 +19,8 @@ from typing import Callable, List, Optional, Tuple
 from thinc.api import ArgsKwargs, Model, PyTorchWrapper_v2, torch2xp, xp2torch
 from thinc.types import Floats2d, Ints1d
 
+from .torch_averages import average_torch_weights
+
 QueryInputs = Tuple[List[Floats2d], List[Ints1d]]
 
 
@@ -37,7 +39,7 @@ def self_attention(width: int, heads: int = 4, ffn_width: int = 0, dropout: floa
         dropout=dropout, activation="gelu", batch_first=True,
     )
     wrapped = PyTorchWrapper_v2(layer, convert_inputs=_convert_inputs, convert_outputs=_convert_outputs)
-    return Model("self_attention", _forward, layers=[wrapped], dims={"nI": width, "nO": width})
+    return average_torch_weights(Model("self_attention", _forward, layers=[wrapped], dims={"nI": width, "nO": width}))
 
 
 def _query_layer_class():

@@ -21,6 +21,7 @@ from spacy.tokens import Doc
 from thinc.api import Model, uniform_init
 from thinc.types import Floats2d
 
+from ..layers.torch_averages import average_torch_weights
 from .layout import CLS, FIXED_MARKERS, N_EXTRA, PAD, SEP, Layout, PairPlan, build_layout
 
 MarkedInputs = Tuple[List[Doc], PairPlan]
@@ -37,7 +38,7 @@ def marked_tok2vec(
     max_length: most positions of a marked sequence (words + 6); the window
         around a pair is cut to fit (None: whole docs).
     """
-    return Model(
+    return average_torch_weights(Model(
         "marked_tok2vec",
         _tok2vec_forward,
         init=_tok2vec_init,
@@ -46,7 +47,7 @@ def marked_tok2vec(
         params={"M": None},
         dims={"nO": encode.maybe_get_dim("nO"), "nV": None},
         attrs={"max_length": max_length, "marker_vocab": None},
-    )
+    ))
 
 
 def _tok2vec_init(model: Model, X: Optional[MarkedInputs] = None, Y=None) -> None:
@@ -109,22 +110,19 @@ def marked_transformer(
     from spacy_transformers.data_classes import HFObjects
     from spacy_transformers.layers.hf_shim import HFShim
 
-    from ..layers.torch_averages import averaged_shim
-
-    # averaged_shim: so that `use_averages = true` reaches the encoder's weights
-    shim = averaged_shim(HFShim)(
+    shim = HFShim(
         HFObjects(None, None, None, dict(tokenizer_config), dict(transformer_config)),
         mixed_precision=mixed_precision,
         grad_scaler_config=dict(grad_scaler_config),
     )
-    return Model(
+    return average_torch_weights(Model(
         "marked_transformer",
         _trf_forward,
         init=_trf_init,
         shims=[shim],
         dims={"nO": None},
         attrs={"name": name, "max_length": max_length, "marker_vocab": None},
-    )
+    ))
 
 
 def added_marker_tokens(vocab: Sequence[str]) -> List[str]:

@@ -35,6 +35,7 @@ from ...language import get_lang
 from ..inputs import Candidates, PairInputs
 from ..losses import target_distribution
 from ..amnre.determinism import deterministic_torch
+from ..layers.torch_averages import average_torch_weights
 
 
 @registry.architectures("spacy_mlre.AMNRE.v1")
@@ -104,7 +105,7 @@ def build_amnre(
         "discriminator_dropout": discriminator_dropout, "discriminator_smoothing": discriminator_smoothing,
         "orthogonality": orthogonality, "orthogonality_normalize": orthogonality_normalize,
     }
-    return Model(
+    return average_torch_weights(Model(
         "amnre",
         _forward,
         init=_init,
@@ -116,7 +117,7 @@ def build_amnre(
             "amnre_cfg": cfg, "bag_keys": list(bag_keys), "adversarial_pairs": adversarial_pairs,
             "get_loss": amnre_loss, "auxiliary_update": adversarial_update,
         },
-    )
+    ))
 
 
 class AMNREShim(PyTorchShim):
